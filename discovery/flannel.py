@@ -179,7 +179,9 @@ def parse_lease(network_prefix: str, key: str, raw: bytes | str) -> SubnetLease:
     try:
         public_ip = ipaddress.IPv4Address(data.get("PublicIP"))
     except ValueError as error:
-        raise SchemaError(f"lease {subnet}: PublicIP {data.get('PublicIP')!r} is invalid") from error
+        raise SchemaError(
+            f"lease {subnet}: PublicIP {data.get('PublicIP')!r} is invalid"
+        ) from error
     backend_data = data.get("BackendData")
     if not isinstance(backend_data, dict):
         raise SchemaError(f"lease {subnet}: BackendData must be a JSON object")

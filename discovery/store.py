@@ -1,0 +1,401 @@
+"""The etcd store: the only module that imports the etcd client library (aetcd).
+
+What it adds on top of the client:
+
+* several endpoints, as etcdctl's ``--endpoints``: a request that cannot reach
+  one member moves on to the next, and the error, when none answers, names
+  every endpoint tried;
+* TLS and user/password, from the settings;
+* the client's errors turned into this project's (``EtcdUnavailable``,
+  ``LeaseLost``, ``RevisionCompacted``) at this boundary;
+* ``follow_prefix``: list a prefix, then watch it from the listing's revision,
+  resume from the last seen revision after a disconnect, and list again when
+  etcd says that revision was compacted away. Consumers see a ``Snapshot``
+  (replace everything), then ``Change`` events, and ``ConnectionLost`` /
+  ``Resumed`` markers around an outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import aetcd
+import aetcd.exceptions
+import aetcd.rpc
+import grpc
+
+from discovery.errors import DiscoveryError, EtcdUnavailable, LeaseLost, RevisionCompacted
+from discovery.settings import Settings, parse_endpoint
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# gRPC's default reconnect backoff grows to two minutes; a lab etcd restarted
+# by hand should be picked up within about a second.
+_CHANNEL_OPTIONS = {
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.min_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 1000,
+    "grpc.keepalive_time_ms": 10_000,
+    "grpc.keepalive_timeout_ms": 5_000,
+}
+WATCH_RETRY_MIN_S = 0.1
+WATCH_RETRY_MAX_S = 2.0
+
+
+@dataclass(frozen=True)
+class KeyValue:
+    key: str
+    value: bytes
+    mod_revision: int
+    create_revision: int
+    lease: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything under the prefix at ``revision``: replace what you hold."""
+
+    items: dict[str, KeyValue]
+    revision: int
+
+
+@dataclass(frozen=True)
+class Change:
+    """One key put (value set) or deleted (value None) at ``revision``."""
+
+    key: str
+    value: bytes | None
+    revision: int
+
+
+@dataclass(frozen=True)
+class ConnectionLost:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Resumed:
+    revision: int
+
+
+WatchItem = Snapshot | Change | ConnectionLost | Resumed
+
+
+class _Client(aetcd.Client):
+    """aetcd's client, but able to open a TLS channel (aetcd only opens plain ones)."""
+
+    def __init__(self, credentials: grpc.ChannelCredentials | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._credentials = credentials
+
+    async def connect(self) -> None:
+        if self._credentials is None:
+            await super().connect()
+            return
+        if self._connected.is_set():
+            return
+        real_insecure_channel = aetcd.rpc.insecure_channel
+        credentials = self._credentials
+
+        def secure(target: str, options: Any = None) -> Any:
+            return aetcd.rpc.secure_channel(target, credentials, options=options)
+
+        # aetcd.Client.connect builds its channel with rpc.insecure_channel;
+        # swap in a secure one for the duration of this connect only.
+        aetcd.rpc.insecure_channel = secure
+        try:
+            await super().connect()
+        finally:
+            aetcd.rpc.insecure_channel = real_insecure_channel
+
+
+def _credentials(settings: Settings, endpoint: str) -> grpc.ChannelCredentials | None:
+    wants_tls = urlparse(endpoint).scheme == "https" or settings.tls_ca_file is not None
+    if not wants_tls:
+        return None
+
+    def read(path: str | None) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return Path(path).read_bytes()
+        except OSError as error:
+            raise DiscoveryError(f"cannot read TLS file {path}: {error.strerror}") from error
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(settings.tls_ca_file),
+        private_key=read(settings.tls_key_file),
+        certificate_chain=read(settings.tls_cert_file),
+    )
+
+
+_UNREACHABLE_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+)
+
+
+def _is_unreachable(error: BaseException) -> bool:
+    """True for errors that mean "try another endpoint or later", not "you asked wrong"."""
+    if isinstance(error, grpc.aio.AioRpcError):
+        return error.code() in _UNREACHABLE_CODES
+    if isinstance(error, aetcd.exceptions.ClientError) and isinstance(
+        error.__cause__, grpc.aio.AioRpcError
+    ):
+        return error.__cause__.code() in _UNREACHABLE_CODES
+    return isinstance(
+        error,
+        aetcd.exceptions.ConnectionFailedError
+        | aetcd.exceptions.ConnectionTimeoutError
+        | aetcd.exceptions.WatchTimeoutError
+        | TimeoutError
+        | ConnectionError,
+    )
+
+
+class EtcdStore:
+    """Async access to etcd for every part of the project."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.endpoints = list(settings.etcd_endpoints)
+        for endpoint in self.endpoints:
+            parse_endpoint(endpoint)
+        self._current = 0
+        self._client: _Client | None = None
+
+    # ------------------------------------------------------------ plumbing
+
+    def _new_client(self, endpoint: str) -> _Client:
+        host, port = parse_endpoint(endpoint)
+        return _Client(
+            _credentials(self.settings, endpoint),
+            host=host,
+            port=port,
+            username=self.settings.etcd_user,
+            password=self.settings.etcd_password,
+            timeout=self.settings.request_timeout_s,
+            options=_CHANNEL_OPTIONS,
+        )
+
+    async def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await asyncio.wait_for(client.close(), timeout=1)
+            except Exception as error:  # closing a broken channel may fail; it is gone anyway
+                log.debug("closing etcd client: %r", error)
+
+    async def _connected_client(self) -> _Client:
+        if self._client is None:
+            self._client = self._new_client(self.endpoints[self._current])
+            await self._client.connect()
+        return self._client
+
+    @property
+    def current_endpoint(self) -> str:
+        return self.endpoints[self._current]
+
+    async def _call(self, what: str, operation: Callable[[_Client], Awaitable[T]]) -> T:
+        """Run one request, moving through the endpoints until one answers."""
+        failures = []
+        for _ in range(len(self.endpoints)):
+            endpoint = self.endpoints[self._current]
+            try:
+                client = await self._connected_client()
+                return await asyncio.wait_for(
+                    operation(client), timeout=self.settings.request_timeout_s + 0.5
+                )
+            except Exception as error:
+                if not _is_unreachable(error):
+                    raise _converted(error, what) from error
+                failures.append(f"{endpoint} ({_short(error)})")
+                await self._drop_client()
+                self._current = (self._current + 1) % len(self.endpoints)
+        raise EtcdUnavailable(f"etcd unreachable for {what}; tried {', '.join(failures)}")
+
+    async def close(self) -> None:
+        await self._drop_client()
+
+    async def __aenter__(self) -> EtcdStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------ key-value
+
+    async def get(self, key: str) -> KeyValue | None:
+        result = await self._call(f"get {key}", lambda c: c.get(key.encode()))
+        return None if result is None else _key_value(result)
+
+    async def get_prefix(self, prefix: str) -> tuple[dict[str, KeyValue], int]:
+        """Everything under prefix, and the store revision it was read at."""
+        result = await self._call(f"list {prefix}", lambda c: c.get_prefix(prefix.encode()))
+        items = {kv.key: kv for kv in map(_key_value, result)}
+        return items, int(result.header.revision)
+
+    async def put(self, key: str, value: bytes, lease_id: int | None = None) -> int:
+        result = await self._call(f"put {key}", lambda c: c.put(key.encode(), value, lease_id))
+        return int(result.header.revision)
+
+    async def delete(self, key: str) -> bool:
+        result = await self._call(f"delete {key}", lambda c: c.delete(key.encode()))
+        return bool(result and result.deleted)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        result = await self._call(f"delete {prefix}*", lambda c: c.delete_prefix(prefix.encode()))
+        return int(result.deleted) if result else 0
+
+    async def create_if_absent(self, key: str, value: bytes, lease_id: int | None = None) -> bool:
+        """Write key only if it does not exist (one transaction). True if written."""
+
+        async def create(client: _Client) -> bool:
+            succeeded, _ = await client.transaction(
+                compare=[client.transactions.version(key.encode()) == 0],
+                success=[client.transactions.put(key.encode(), value, lease=lease_id)],
+                failure=[],
+            )
+            return bool(succeeded)
+
+        return await self._call(f"create {key}", create)
+
+    async def put_if_revision(
+        self, key: str, value: bytes, mod_revision: int, lease_id: int | None = None
+    ) -> bool:
+        """Overwrite key only if nobody changed it since mod_revision."""
+
+        async def replace(client: _Client) -> bool:
+            succeeded, _ = await client.transaction(
+                compare=[client.transactions.mod(key.encode()) == mod_revision],
+                success=[client.transactions.put(key.encode(), value, lease=lease_id)],
+                failure=[],
+            )
+            return bool(succeeded)
+
+        return await self._call(f"replace {key}", replace)
+
+    async def compact(self, revision: int) -> None:
+        await self._call(f"compact to {revision}", lambda c: c.compact(revision, physical=True))
+
+    # ------------------------------------------------------------ leases
+
+    async def grant_lease(self, ttl_s: int) -> int:
+        lease = await self._call(f"grant a {ttl_s} s lease", lambda c: c.lease(ttl_s))
+        return int(lease.id)
+
+    async def keep_alive(self, lease_id: int) -> int:
+        """Refresh a lease once; returns the TTL it now has. Raises LeaseLost if gone."""
+        reply = await self._call(
+            f"keep lease {lease_id:x} alive", lambda c: c.refresh_lease(lease_id)
+        )
+        ttl = int(reply.TTL) if reply is not None else 0
+        if ttl <= 0:
+            raise LeaseLost(f"etcd lease {lease_id:x} has expired or was revoked")
+        return ttl
+
+    async def lease_ttl(self, lease_id: int) -> int:
+        """Seconds left on a lease, or -1 when it no longer exists."""
+        info = await self._call(
+            f"read lease {lease_id:x}", lambda c: c.get_lease_info(lease_id, keys=False)
+        )
+        return int(info.TTL)
+
+    async def revoke_lease(self, lease_id: int) -> None:
+        """Revoke a lease and so delete every key under it. Gone already is fine."""
+        with contextlib.suppress(LeaseLost):
+            await self._call(f"revoke lease {lease_id:x}", lambda c: c.revoke_lease(lease_id))
+
+    # ------------------------------------------------------------ watching
+
+    async def follow_prefix(self, prefix: str) -> AsyncIterator[WatchItem]:
+        """List, then watch; resume after outages; re-list after compaction. Never ends."""
+        revision: int | None = None  # the last revision we have handed out
+        lost = False
+        delay = WATCH_RETRY_MIN_S
+        while True:
+            try:
+                if revision is None:
+                    items, revision = await self.get_prefix(prefix)
+                    yield Snapshot(items, revision)
+                start = revision + 1
+
+                def open_watch(client: _Client, start: int = start) -> Awaitable[Any]:
+                    return client.watch_prefix(prefix.encode(), start_revision=start)
+
+                watch = await self._call(f"watch {prefix}", open_watch)
+                if lost:
+                    lost = False
+                    yield Resumed(revision)
+                delay = WATCH_RETRY_MIN_S
+                try:
+                    async for event in watch:
+                        change = _change(event)
+                        revision = max(revision, change.revision)
+                        yield change
+                finally:
+                    await _cancel_quietly(watch)
+                # The iterator ended without an error: the stream was closed.
+                raise EtcdUnavailable("watch stream closed")
+            except (RevisionCompacted, aetcd.exceptions.RevisionCompactedError) as error:
+                log.info("watch on %s: %s; listing again", prefix, error)
+                revision = None
+            except Exception as error:
+                if not (_is_unreachable(error) or isinstance(error, EtcdUnavailable)):
+                    raise _converted(error, f"watch {prefix}") from error
+                if not lost:
+                    lost = True
+                    yield ConnectionLost(_short(error))
+                await self._drop_client()
+                self._current = (self._current + 1) % len(self.endpoints)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, WATCH_RETRY_MAX_S)
+
+
+async def _cancel_quietly(watch: Any) -> None:
+    try:
+        await asyncio.wait_for(watch.cancel(), timeout=1)
+    except Exception as error:  # the stream may already be dead
+        log.debug("cancelling watch: %r", error)
+
+
+def _key_value(result: Any) -> KeyValue:
+    return KeyValue(
+        key=result.key.decode(),
+        value=bytes(result.value),
+        mod_revision=int(result.mod_revision),
+        create_revision=int(result.create_revision),
+        lease=int(result.lease),
+    )
+
+
+def _change(event: Any) -> Change:
+    deleted = event.kind == aetcd.rtypes.EventKind.DELETE
+    return Change(
+        key=event.kv.key.decode(),
+        value=None if deleted else bytes(event.kv.value),
+        revision=int(event.kv.mod_revision),
+    )
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:160]
+
+
+def _converted(error: BaseException, what: str) -> DiscoveryError:
+    if isinstance(error, DiscoveryError):
+        return error
+    if isinstance(error, aetcd.exceptions.RevisionCompactedError):
+        return RevisionCompacted(error.compacted_revision)
+    text = _short(error)
+    if "lease not found" in text:
+        return LeaseLost(f"{what}: etcd lease not found (expired or revoked)")
+    return DiscoveryError(f"etcd refused {what}: {text}")
