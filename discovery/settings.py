@@ -86,11 +86,17 @@ FLAGS: dict[str, tuple[str, str]] = {
 }
 
 
-def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+def add_settings_flags(parser: argparse.ArgumentParser, *, subcommand: bool = False) -> None:
+    """Add the shared flags. On a subcommand parser pass subcommand=True, so that
+    flags given before the subcommand (``discoveryctl --etcd-endpoints X lookup``)
+    are not overwritten by the subcommand's unset defaults."""
+    default = argparse.SUPPRESS if subcommand else None
     group = parser.add_argument_group("etcd and naming settings")
-    group.add_argument("--config", help=f"TOML settings file (default {DEFAULT_CONFIG_PATH})")
+    group.add_argument(
+        "--config", default=default, help=f"TOML settings file (default {DEFAULT_CONFIG_PATH})"
+    )
     for name, (flag, help_text) in FLAGS.items():
-        group.add_argument(flag, dest=f"setting_{name}", default=None, help=help_text)
+        group.add_argument(flag, dest=f"setting_{name}", default=default, help=help_text)
 
 
 def flag_values(args: argparse.Namespace) -> dict[str, Any]:
