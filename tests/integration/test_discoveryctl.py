@@ -148,7 +148,10 @@ def test_lookup_skips_garbage_with_a_warning(ctl, etcd_server, etcd_settings):
 def test_subnets_and_hosts_read_flannel_leases_and_node_records(ctl, etcd_server, etcd_settings):
     assert json.loads(ctl("subnets", "-o", "json").stdout) == []
     net = etcd_settings.network_prefix
-    lease_value = '{"PublicIP":"192.168.100.11","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"7a:00:00:00:00:01"}}'
+    lease_value = (
+        '{"PublicIP":"192.168.100.11","BackendType":"vxlan",'
+        '"BackendData":{"VNI":1,"VtepMAC":"7a:00:00:00:00:01"}}'
+    )
     etcdctl(etcd_server.endpoints, "put", f"{net}/subnets/10.5.1.0-24", lease_value)
     node = schema.Node(node="host1", host="192.168.100.11", subnet="10.5.1.0/24")
     etcdctl(

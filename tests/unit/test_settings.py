@@ -88,7 +88,7 @@ def test_config_file_is_read_and_bad_toml_is_named(tmp_path):
     assert (settings.domain, settings.record_ttl_s) == ("toml.lab", 9)
     bad = tmp_path / "bad.toml"
     bad.write_text("domain = \n")
-    with pytest.raises(SettingsError, match="bad.toml is not valid TOML"):
+    with pytest.raises(SettingsError, match=r"bad\.toml is not valid TOML"):
         load_settings({}, str(bad), environ={})
     with pytest.raises(SettingsError, match="cannot read config file"):
         load_settings({}, str(tmp_path / "missing.toml"), environ={})
