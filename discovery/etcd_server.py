@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    ca_file: str
+    cert_file: str  # serves as both the server's and the health probe's certificate
+    key_file: str
+
+
 @dataclass
 class EtcdMember:
     """One etcd process. ``cluster`` lists every member as name=peer_url."""
@@ -69,6 +77,8 @@ class EtcdMember:
     # etcd's own auto-compaction stays off: tests and exercises compact by hand.
     extra_args: list[str] = field(default_factory=list)
     netns: str | None = None  # run inside /run/netns/NAME (via nsenter)
+    # Serve clients over TLS and demand client certificates signed by ca_file.
+    tls: TlsFiles | None = None
     process: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -78,7 +88,8 @@ class EtcdMember:
 
     @property
     def client_url(self) -> str:
-        return f"http://{self.host}:{self.client_port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -103,6 +114,13 @@ class EtcdMember:
             "--log-level", "warn",
             *self.extra_args,
         ]  # fmt: skip
+        if self.tls:
+            command += [
+                "--cert-file", self.tls.cert_file,
+                "--key-file", self.tls.key_file,
+                "--trusted-ca-file", self.tls.ca_file,
+                "--client-cert-auth",
+            ]  # fmt: skip
         if self.netns:
             command = ["nsenter", f"--net=/run/netns/{self.netns}", *command]
         return command
@@ -131,7 +149,9 @@ class EtcdMember:
                     f"etcd member {self.name} exited during start-up: {self.log_tail()}"
                 )
             try:
-                with urllib.request.urlopen(f"{self.client_url}/health", timeout=1) as reply:
+                with urllib.request.urlopen(
+                    f"{self.client_url}/health", timeout=1, context=self._probe_context()
+                ) as reply:
                     if b'"true"' in reply.read():
                         return
             except (OSError, urllib.error.URLError) as error:
@@ -141,6 +161,13 @@ class EtcdMember:
             f"etcd member {self.name} not healthy at {self.client_url} after {timeout_s:.0f} s "
             f"({last}): {self.log_tail()}"
         )
+
+    def _probe_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=self.tls.ca_file)
+        context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
+        return context
 
     def log_tail(self, lines: int = 5) -> str:
         try:
