@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from typing import Any, NoReturn
 
 from discovery import flannel, schema
 from discovery.errors import DiscoveryError, EtcdUnavailable, SchemaError, SettingsError
+from discovery.lab.cli import add_lab_commands, run_lab_command
 from discovery.settings import Settings, add_settings_flags, settings_from_args
 from discovery.store import Change, ConnectionLost, EtcdStore, Resumed, Snapshot
 
@@ -367,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("-o", "--output", choices=("table", "json"), default="table")
     command("subnets", cmd_subnets, "list flannel-style subnet leases", listing=True)
     command("hosts", cmd_hosts, "list lab hosts", listing=True)
+    add_lab_commands(commands, _Parser)
     return parser
 
 
@@ -391,6 +394,10 @@ def main(argv: list[str] | None = None) -> int:
         print("discoveryctl: --ttl must be a positive number of seconds", file=sys.stderr)
         return EXIT_USAGE
     try:
+        if args.command == "lab":
+            if os.geteuid() != 0:
+                raise SettingsError("the local lab needs root (namespaces, bridges, dockerd)")
+            return run_lab_command(args)
         settings = settings_from_args(args)
         # Share the command's budget across the endpoints so a dead cluster fails in time.
         per_request = min(settings.request_timeout_s, 4.0 / len(settings.etcd_endpoints))

@@ -1,0 +1,170 @@
+"""`discoveryctl lab ...`: Docker Machine's verbs for the local lab.
+
+    lab up [--hosts N] [--etcd-members 3]   create hosts, etcd, agents, DNS
+    lab down                                 remove all of it
+    lab ls | status | ip HOST | inspect HOST | env HOST | url HOST
+    lab exec HOST -- CMD...                  run CMD in HOST's namespace
+    lab shell HOST                           a shell there, DOCKER_HOST set
+    lab images                               the lab's image names
+
+Like ``docker-machine env``, ``eval $(discoveryctl lab env host2)`` points the
+docker CLI at host2's daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from discovery.errors import DiscoveryError
+from discovery.lab.plan import DEFAULT_LAB_NAME, PlanError, plan_lab
+from discovery.lab.runner import Lab, pid_runs
+from discovery.lab.state import LabState, load_state, state_file
+
+
+class LabCommandError(DiscoveryError):
+    pass
+
+
+def add_lab_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+    lab = commands.add_parser("lab", help="bring up and inspect the local multi-host lab")
+    lab.add_argument("--name", default=DEFAULT_LAB_NAME, help="lab name (default: lab)")
+    verbs = lab.add_subparsers(dest="lab_command", required=True, parser_class=parser_class)
+    up = verbs.add_parser("up", help="create (or grow) the lab")
+    up.add_argument("--hosts", type=int, default=None, help="number of hosts (default 3)")
+    up.add_argument("--etcd-members", type=int, choices=(1, 3), default=None)
+    verbs.add_parser("down", help="stop and remove everything the lab made")
+    verbs.add_parser("ls", help="list hosts").add_argument(
+        "-o", "--output", choices=("table", "json"), default="table"
+    )
+    verbs.add_parser("status", help="is the lab up?")
+    for verb, help_text in (
+        ("ip", "a host's underlay address"),
+        ("inspect", "a host's details as JSON"),
+        ("env", "shell exports pointing docker at a host"),
+        ("url", "a host's Docker daemon URL"),
+        ("shell", "a shell in a host's namespace"),
+    ):
+        verbs.add_parser(verb, help=help_text).add_argument("host")
+    execute = verbs.add_parser("exec", help="run a command in a host's namespace")
+    execute.add_argument("host")
+    execute.add_argument("argv", nargs=argparse.REMAINDER)
+    verbs.add_parser("images", help="the lab image names")
+
+
+def _require_state(name: str) -> LabState:
+    state = load_state(name)
+    if state is None:
+        raise LabCommandError(f"lab {name!r} is not up (no {state_file(name)}); run: lab up")
+    return state
+
+
+def _host(state: LabState, name: str) -> Any:
+    if name not in state.hosts:
+        known = ", ".join(sorted(state.hosts))
+        raise LabCommandError(f"no host {name!r} in lab {state.name!r} (hosts: {known})")
+    return state.hosts[name]
+
+
+def _host_env(state: LabState, host_name: str) -> dict[str, str]:
+    host = _host(state, host_name)
+    return {
+        "DOCKER_HOST": host.docker_url,
+        "DISCOVERY_ETCD_ENDPOINTS": ",".join(state.etcd_endpoints),
+        "LAB_HOST": host.name,
+    }
+
+
+def run_lab_command(args: argparse.Namespace) -> int:
+    name = args.name
+    verb = args.lab_command
+    if verb == "up":
+        state = load_state(name)
+        host_count = args.hosts or (state.host_count if state else 3)
+        members = args.etcd_members or (state.etcd_members if state else 1)
+        if state and host_count < state.host_count:
+            raise LabCommandError(
+                f"lab {name!r} has {state.host_count} hosts; lab up cannot remove hosts"
+            )
+        if state and members != state.etcd_members:
+            raise LabCommandError(f"lab {name!r} runs {state.etcd_members} etcd member(s)")
+        try:
+            plan = plan_lab(host_count, name=name, etcd_members=members)
+        except PlanError as error:
+            raise LabCommandError(str(error)) from error
+        state = Lab(plan, say=lambda text: print(text, flush=True)).up(state)
+        print(f"lab {name!r} is up with {len(state.hosts)} hosts. Try:")
+        print("  discoveryctl lab ls\n  eval $(discoveryctl lab env host1) && docker ps")
+        return 0
+    if verb == "down":
+        state = load_state(name)
+        count = state.host_count if state else 3
+        Lab(plan_lab(count, name=name), say=print).down(state)
+        print(f"lab {name!r} is down")
+        return 0
+    state = _require_state(name)
+    if verb == "ls":
+        rows = []
+        for host in state.hosts.values():
+            running = [p.role for p in state.processes if p.host == host.name and pid_runs(p)]
+            rows.append(
+                {
+                    "name": host.name,
+                    "active": host.name == state.active_host,
+                    "state": "Running" if host.up and len(running) >= 3 else "Degraded",
+                    "underlay_ip": host.underlay_ip,
+                    "subnet": host.subnet,
+                    "docker_url": host.docker_url,
+                    "processes": running,
+                }
+            )
+        if args.output == "json":
+            print(json.dumps(rows, indent=2))
+        else:
+            print(f"{'NAME':<8} {'ACTIVE':<6} {'STATE':<9} {'UNDERLAY IP':<16} {'SUBNET':<14} URL")
+            for row in rows:
+                star = "*" if row["active"] else "-"
+                print(
+                    f"{row['name']:<8} {star:<6} {row['state']:<9} {row['underlay_ip']:<16} "
+                    f"{row['subnet']:<14} {row['docker_url']}"
+                )
+        return 0
+    if verb == "status":
+        dead = [f"{p.role}@{p.host}" for p in state.processes if not pid_runs(p)]
+        if dead:
+            print(f"lab {name!r} is degraded: not running: {', '.join(dead)}")
+            return 1
+        print(f"lab {name!r} is running: {len(state.hosts)} hosts, etcd {state.etcd_endpoints}")
+        return 0
+    if verb == "images":
+        for image in state.images.values():
+            print(image)
+        return 0
+    host = _host(state, args.host)
+    if verb == "ip":
+        print(host.underlay_ip)
+    elif verb == "url":
+        print(host.docker_url)
+    elif verb == "inspect":
+        print(json.dumps({**asdict(host), "etcd_endpoints": state.etcd_endpoints}, indent=2))
+    elif verb == "env":
+        for key, value in _host_env(state, host.name).items():
+            print(f"export {key}={shlex.quote(value)}")
+        print(
+            f"# Run this command to configure your shell: eval $(discoveryctl lab env {host.name})"
+        )
+    elif verb in ("exec", "shell"):
+        argv = list(getattr(args, "argv", []) or [])
+        if argv[:1] == ["--"]:
+            argv = argv[1:]
+        if verb == "shell" or not argv:
+            argv = [os.environ.get("SHELL", "/bin/bash")]
+        env = {**os.environ, **_host_env(state, host.name)}
+        sys.stdout.flush()
+        os.execvpe("nsenter", ["nsenter", f"--net=/run/netns/{host.netns}", *argv], env)
+    return 0

@@ -1,0 +1,133 @@
+"""The local lab's plan: which hosts, names and addresses, decided before anything runs.
+
+Every VM of the Vagrant lab becomes a network namespace here, wired to one
+Linux bridge (the "underlay", the lab's physical network)::
+
+    root namespace:   bridge lab0 192.168.100.1/24   etcd listens here
+                        |-- veth lab-h1 ... eth0 192.168.100.11  netns lab-host1
+                        |-- veth lab-h2 ... eth0 192.168.100.12  netns lab-host2
+                        `-- veth lab-h3 ... eth0 192.168.100.13  netns lab-host3
+
+Hosts get no default route: the lab cannot reach out of the machine. All of
+it is derived from a lab name and a host count, so a test lab and a learner's
+lab can stand side by side under different names. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+DEFAULT_LAB_NAME = "lab"
+DEFAULT_UNDERLAY = ipaddress.IPv4Network("192.168.100.0/24")
+DEFAULT_OVERLAY = ipaddress.IPv4Network("10.5.0.0/16")
+HOST_ADDRESS_OFFSET = 10  # host1 is .11, host2 .12 ...
+ETCD_CLIENT_PORT = 2379
+ETCD_PEER_PORT = 2380
+DNS_PORT = 53
+MAX_HOSTS = 50
+IFNAME_MAX_LEN = 15  # the kernel's limit on interface names
+
+
+class PlanError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    name: str  # host1
+    index: int
+    netns: str  # lab-host1
+    veth_outside: str  # lab-h1, on the bridge in the root namespace
+    veth_inside: str  # eth0, inside the host's namespace
+    underlay_ip: ipaddress.IPv4Address
+
+    @property
+    def underlay_cidr(self) -> str:
+        return f"{self.underlay_ip}/{DEFAULT_UNDERLAY.prefixlen}"
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    name: str
+    bridge: str
+    underlay: ipaddress.IPv4Network
+    bridge_ip: ipaddress.IPv4Address
+    overlay: ipaddress.IPv4Network
+    hosts: tuple[HostPlan, ...]
+    etcd_members: int  # 1: etcd on the bridge address; 3: one on each of host1..3
+
+    @property
+    def etcd_hosts(self) -> tuple[HostPlan, ...]:
+        return self.hosts[: self.etcd_members] if self.etcd_members > 1 else ()
+
+    @property
+    def etcd_endpoints(self) -> list[str]:
+        if self.etcd_members == 1:
+            return [f"http://{self.bridge_ip}:{ETCD_CLIENT_PORT}"]
+        return [f"http://{host.underlay_ip}:{ETCD_CLIENT_PORT}" for host in self.etcd_hosts]
+
+    def host(self, name: str) -> HostPlan:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        known = ", ".join(host.name for host in self.hosts)
+        raise PlanError(f"no host {name!r} in lab {self.name!r} (hosts: {known})")
+
+
+def plan_lab(
+    host_count: int = 3,
+    name: str = DEFAULT_LAB_NAME,
+    underlay: ipaddress.IPv4Network = DEFAULT_UNDERLAY,
+    overlay: ipaddress.IPv4Network = DEFAULT_OVERLAY,
+    etcd_members: int = 1,
+) -> LabPlan:
+    if not 1 <= host_count <= MAX_HOSTS:
+        raise PlanError(f"--hosts must be 1..{MAX_HOSTS}, got {host_count}")
+    if etcd_members not in (1, 3):
+        raise PlanError(f"--etcd-members must be 1 or 3, got {etcd_members}")
+    if etcd_members > host_count:
+        raise PlanError(f"--etcd-members {etcd_members} needs at least {etcd_members} hosts")
+    if not name.isalnum() or not name[0].isalpha() or not name.islower():
+        raise PlanError(f"lab name {name!r} must be lower-case letters and digits")
+    if len(f"{name}-h{host_count}") > IFNAME_MAX_LEN:
+        raise PlanError(f"lab name {name!r} is too long for interface names (15 characters)")
+    if underlay.num_addresses < HOST_ADDRESS_OFFSET + host_count + 2:
+        raise PlanError(f"underlay {underlay} is too small for {host_count} hosts")
+    if underlay.overlaps(overlay):
+        raise PlanError(f"underlay {underlay} overlaps the overlay network {overlay}")
+    hosts = tuple(
+        HostPlan(
+            name=f"host{index}",
+            index=index,
+            netns=f"{name}-host{index}",
+            veth_outside=f"{name}-h{index}",
+            veth_inside="eth0",
+            underlay_ip=underlay.network_address + HOST_ADDRESS_OFFSET + index,
+        )
+        for index in range(1, host_count + 1)
+    )
+    return LabPlan(
+        name=name,
+        bridge=f"{name}0",
+        underlay=underlay,
+        bridge_ip=underlay.network_address + 1,
+        overlay=overlay,
+        hosts=hosts,
+        etcd_members=etcd_members,
+    )
+
+
+def forward_accept_rules(plan: LabPlan) -> list[list[str]]:
+    """iptables rules (FORWARD) that let traffic in and out of the lab bridge.
+
+    A Docker daemon in the root namespace sets FORWARD's policy to DROP, and
+    with br_netfilter loaded bridged frames pass through FORWARD too: without
+    these two rules nothing crosses the underlay. They carry a comment naming
+    the lab, so `lab down` removes exactly these and nothing else.
+    """
+    comment = ["-m", "comment", "--comment", f"discovery-lab {plan.name}"]
+    return [
+        ["FORWARD", "-i", plan.bridge, "-j", "ACCEPT", *comment],
+        ["FORWARD", "-o", plan.bridge, "-j", "ACCEPT", *comment],
+    ]

@@ -1,0 +1,374 @@
+"""Bring the local lab up and down: the order of steps, and the processes they start.
+
+`lab up`, per the design, in this order:
+
+1. the underlay: a bridge, one namespace per host, veths, the bridge's
+   FORWARD ACCEPT rules;
+2. etcd (one member on the bridge address, or three on host1..host3), and
+   the overlay config written into it;
+3. per host: the agent's network half (subnet lease, subnet.env, VXLAN) ->
+   dockerd started with that lease's bip and mtu, `--dns` at the host's DNS
+   server and the `service.<domain>` search domain -> the agent's services
+   half -> the DNS server on the docker bridge address;
+4. the lab images, built once and copied into every host's daemon.
+
+Each step says what it does; a failure names the step, the host and the
+reason, and a fresh `lab up` that fails takes down what it made. `lab down`
+stops the lab's processes by the PIDs it recorded (after checking each PID
+still runs the lab's command) and removes every namespace, link, rule and
+directory it made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from discovery import flannel
+from discovery.dockerd import DockerDaemon
+from discovery.errors import DiscoveryError
+from discovery.etcd_server import EtcdMember
+from discovery.lab import topology
+from discovery.lab.plan import DNS_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, HostPlan, LabPlan
+from discovery.lab.state import HostState, LabState, ProcessRecord, lab_dir, save_state
+from discovery.settings import Settings
+from discovery.store import EtcdStore
+
+STEP_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+LAB_LEASE_TTL_S = 10
+
+
+class LabError(DiscoveryError):
+    def __init__(self, step: str, host: str, reason: str):
+        super().__init__(f"lab up failed at step '{step}' on {host}: {reason}")
+        self.step, self.host, self.reason = step, host, reason
+
+
+def _tool(name: str) -> str:
+    """A console script of this project, beside the running Python first."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else (shutil.which(name) or name)
+
+
+def read_subnet_env(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and not key.startswith("#"):
+            values[key] = value
+    return values
+
+
+def pid_runs(record: ProcessRecord) -> bool:
+    try:
+        cmdline = Path(f"/proc/{record.pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return record.marker.encode() in cmdline
+
+
+def stop_process(record: ProcessRecord, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM, then SIGKILL; only if the PID still runs the command we started."""
+    if not pid_runs(record):
+        return
+    os.kill(record.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while pid_runs(record) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid_runs(record):
+        os.kill(record.pid, signal.SIGKILL)
+    # Reap it if it is our child (lab up failing midway); harmless otherwise.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(record.pid, os.WNOHANG)
+
+
+class Lab:
+    def __init__(self, plan: LabPlan, say: Callable[[str], None] = print, domain: str = "lab"):
+        self.plan = plan
+        self.say = say
+        self.domain = domain
+        self.dir = lab_dir(plan.name)
+        self.settings = Settings(
+            etcd_endpoints=tuple(plan.etcd_endpoints),
+            domain=domain,
+            lease_ttl_s=LAB_LEASE_TTL_S,
+        )
+
+    # ------------------------------------------------------------ helpers
+
+    def _netns_prefix(self, host: HostPlan | None) -> list[str]:
+        return ["nsenter", f"--net=/run/netns/{host.netns}"] if host else []
+
+    def _settings_args(self) -> list[str]:
+        return [
+            "--etcd-endpoints", ",".join(self.plan.etcd_endpoints),
+            "--domain", self.domain,
+            "--lease-ttl", str(LAB_LEASE_TTL_S),
+        ]  # fmt: skip
+
+    def _spawn(
+        self, state: LabState, role: str, host: HostPlan, command: list[str], marker: str
+    ) -> ProcessRecord:
+        log_path = self.dir / host.name / f"{role}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                self._netns_prefix(host) + command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives `discoveryctl lab up`
+            )
+        record = ProcessRecord(role, host.name, process.pid, marker, str(log_path))
+        state.processes.append(record)
+        save_state(state)
+        return record
+
+    def _wait(self, step: str, host: str, check: Callable[[], bool], record: ProcessRecord) -> None:
+        deadline = time.monotonic() + STEP_TIMEOUT_S
+        while not check():
+            if not pid_runs(record):
+                raise LabError(step, host, f"process exited; last log lines: {_tail(record.log)}")
+            if time.monotonic() > deadline:
+                raise LabError(
+                    step, host, f"not ready after {STEP_TIMEOUT_S:.0f} s: {_tail(record.log)}"
+                )
+            time.sleep(0.05)
+
+    # ------------------------------------------------------------ up
+
+    def new_state(self) -> LabState:
+        return LabState(
+            name=self.plan.name,
+            host_count=len(self.plan.hosts),
+            etcd_members=self.plan.etcd_members,
+            underlay=str(self.plan.underlay),
+            overlay=str(self.plan.overlay),
+            etcd_endpoints=self.plan.etcd_endpoints,
+        )
+
+    def up(self, state: LabState | None) -> LabState:
+        fresh = state is None
+        state = state or self.new_state()
+        state.host_count = max(state.host_count, len(self.plan.hosts))
+        save_state(state)
+        try:
+            self._underlay(state)
+            if fresh:
+                self._etcd(state)
+            for host in self.plan.hosts:
+                if not state.hosts.get(host.name, HostState("", "", "")).up:
+                    self._host(state, host)
+            self._images(state)
+        except Exception:
+            if fresh:
+                self.say("!! lab up failed: taking down what it made")
+                self.down(state)
+            raise
+        return state
+
+    def _underlay(self, state: LabState) -> None:
+        self.say(
+            f"-- underlay: bridge {self.plan.bridge} {self.plan.bridge_ip}, FORWARD ACCEPT rules"
+        )
+        topology.ensure_bridge(self.plan)
+        topology.ensure_forward_rules(self.plan)
+        for host in self.plan.hosts:
+            topology.ensure_host(self.plan, host)
+            state.hosts.setdefault(
+                host.name, HostState(host.name, host.netns, str(host.underlay_ip))
+            )
+        save_state(state)
+
+    def _etcd(self, state: LabState) -> None:
+        members: list[tuple[HostPlan | None, EtcdMember]] = []
+        if self.plan.etcd_members == 1:
+            self.say(f"-- etcd: one member on {self.plan.bridge_ip}:{ETCD_CLIENT_PORT}")
+            members.append(
+                (
+                    None,
+                    EtcdMember(
+                        "etcd1",
+                        self.dir / "etcd" / "etcd1.data",
+                        host=str(self.plan.bridge_ip),
+                        client_port=ETCD_CLIENT_PORT,
+                        peer_port=ETCD_PEER_PORT,
+                    ),
+                )
+            )
+        else:
+            self.say(
+                f"-- etcd: {self.plan.etcd_members} members on host1..host{self.plan.etcd_members}"
+            )
+            for host in self.plan.etcd_hosts:
+                members.append(
+                    (
+                        host,
+                        EtcdMember(
+                            f"etcd{host.index}",
+                            self.dir / "etcd" / f"etcd{host.index}.data",
+                            host=str(host.underlay_ip),
+                            client_port=ETCD_CLIENT_PORT,
+                            peer_port=ETCD_PEER_PORT,
+                            netns=host.netns,
+                        ),
+                    )
+                )
+            cluster = ",".join(f"{m.name}={m.peer_url}" for _, m in members)
+            for _, member in members:
+                member.initial_cluster = cluster
+        for member_host, member in members:
+            member.start(wait=False)
+            assert member.process is not None
+            owner = member_host.name if member_host else "lab"
+            state.processes.append(
+                ProcessRecord("etcd", owner, member.process.pid, member.name, str(member.log_path))
+            )
+            save_state(state)
+        for member_host, member in members:
+            try:
+                member.wait_ready()
+            except DiscoveryError as error:
+                owner = member_host.name if member_host else "lab"
+                raise LabError("etcd", owner, str(error)) from error
+        config = (
+            f'{{"Network": "{self.plan.overlay}", "SubnetLen": 24, '
+            '"Backend": {"Type": "vxlan", "VNI": 1, "Port": 8472}}'
+        )
+        flannel.parse_network_config(config)  # our own config must be valid
+        asyncio.run(self._put(flannel.config_key(self.settings.network_prefix), config.encode()))
+        self.say(f"   overlay config written: {config}")
+
+    async def _put(self, key: str, value: bytes) -> None:
+        async with EtcdStore(self.settings) as store:
+            await store.put(key, value)
+
+    def _host(self, state: LabState, host: HostPlan) -> None:
+        host_state = state.hosts[host.name]
+        host_dir = self.dir / host.name
+        host_dir.mkdir(parents=True, exist_ok=True)
+
+        self.say(f"-- {host.name}: network agent (subnet lease, subnet.env, VXLAN flannel.1)")
+        subnet_file = host_dir / "subnet.env"
+        subnet_file.unlink(missing_ok=True)
+        agent = _tool("discovery-agent")
+        network = self._spawn(
+            state, "agent-network", host,
+            [agent, "network", "--public-ip", str(host.underlay_ip), "--iface", host.veth_inside,
+             "--subnet-file", str(subnet_file), "--state-dir", str(host_dir / "network"),
+             "--ip-masq", *self._settings_args()],
+            marker="network",
+        )  # fmt: skip
+        self._wait("network agent", host.name, subnet_file.exists, network)
+        env = read_subnet_env(subnet_file)
+        host_state.subnet = env["FLANNEL_SUBNET"]
+        host_state.mtu = int(env["FLANNEL_MTU"])
+        host_state.dns_ip = host_state.subnet.split("/")[0]
+        self.say(f"   leased {host_state.subnet} (mtu {host_state.mtu})")
+
+        self.say(f"-- {host.name}: dockerd --bip {host_state.subnet} --mtu {host_state.mtu}")
+        daemon = DockerDaemon(
+            name=host.name,
+            state_dir=host_dir / "docker",
+            netns=host.netns,
+            bip=host_state.subnet,
+            mtu=host_state.mtu,
+            dns=[host_state.dns_ip],
+            dns_search=[f"service.{self.domain}"],
+            # the agent masquerades traffic leaving the overlay, as flannel does
+            extra_args=["--ip-masq=false"] if env.get("FLANNEL_IPMASQ") == "true" else [],
+        )
+        try:
+            daemon.start()
+        except DiscoveryError as error:
+            raise LabError("dockerd", host.name, str(error)) from error
+        host_state.docker_state_dir = str(daemon.state_dir)
+        host_state.docker_url = daemon.url
+        save_state(state)
+
+        self.say(f"-- {host.name}: services agent (Docker events -> etcd)")
+        services = self._spawn(
+            state, "agent-services", host,
+            [agent, "services", "--docker-host", daemon.url, "--host-name", host.name,
+             *self._settings_args()],
+            marker="services",
+        )  # fmt: skip
+        time.sleep(0.3)
+        if not pid_runs(services):
+            raise LabError("services agent", host.name, _tail(services.log))
+
+        self.say(f"-- {host.name}: DNS server on {host_state.dns_ip}:{DNS_PORT}")
+        dns = self._spawn(
+            state, "dns", host,
+            [_tool("discovery-dns"), "--listen", f"{host_state.dns_ip}:{DNS_PORT}",
+             *self._settings_args()],
+            marker="discovery-dns",
+        )  # fmt: skip
+        self._wait("DNS server", host.name, lambda: self._dns_answers(host, host_state), dns)
+        host_state.up = True
+        save_state(state)
+
+    def _dns_answers(self, host: HostPlan, host_state: HostState) -> bool:
+        result = subprocess.run(
+            [*self._netns_prefix(host), "dig", "+time=1", "+tries=1", "+short",
+             f"@{host_state.dns_ip}", self.domain, "SOA"],
+            capture_output=True, text=True, timeout=5,
+        )  # fmt: skip
+        return result.returncode == 0 and bool(result.stdout.strip())
+
+    def _images(self, state: LabState) -> None:
+        from discovery import images
+
+        first = state.hosts[self.plan.hosts[0].name]
+        names = images.lab_image_names()
+        if not state.images:
+            self.say(f"-- lab images: building {', '.join(names.values())} on host1")
+            images.build_lab_images(first.docker_url)
+            state.images = dict(names)
+        for host in self.plan.hosts[1:]:
+            target = state.hosts[host.name].docker_url
+            self.say(f"   loading the images into {host.name}")
+            images.copy_images(first.docker_url, target, list(names.values()))
+        save_state(state)
+
+    # ------------------------------------------------------------ down
+
+    def down(self, state: LabState | None) -> None:
+        if state is not None:
+            order = ["dns", "agent-services", "agent-network", "etcd"]
+            for role in order:
+                for record in [p for p in state.processes if p.role == role]:
+                    self.say(f"-- stopping {role} on {record.host} (pid {record.pid})")
+                    stop_process(record)
+            for host_state in state.hosts.values():
+                if host_state.docker_state_dir:
+                    self.say(f"-- stopping dockerd on {host_state.name}")
+                    DockerDaemon(
+                        name=host_state.name,
+                        state_dir=Path(host_state.docker_state_dir),
+                        netns=host_state.netns,
+                    ).remove()
+        hosts = self.plan.hosts
+        self.say(f"-- removing namespaces, veths, bridge {self.plan.bridge} and FORWARD rules")
+        for host in hosts:
+            topology.remove_host(host)
+        topology.remove_bridge(self.plan)
+        topology.remove_forward_rules(self.plan)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _tail(path: str, lines: int = 4) -> str:
+    try:
+        text = Path(path).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(text[-lines:]) or "(empty log)"

@@ -1,0 +1,84 @@
+"""The local lab's state on disk: one JSON file every `discoveryctl lab` command reads.
+
+It records what `lab up` made (hosts, their subnets, processes with their
+PIDs) so that `lab ls`, `lab env`, `lab down` work from any shell, and so
+that `lab down` stops exactly the processes the lab started and no others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+DEFAULT_STATE_ROOT = Path("/var/lib/discovery-lab")
+
+
+def state_root() -> Path:
+    return Path(os.environ.get("DISCOVERY_LAB_STATE", str(DEFAULT_STATE_ROOT)))
+
+
+@dataclass
+class ProcessRecord:
+    role: str  # etcd, agent-network, agent-services, dns
+    host: str  # host1 ..., or "lab" for the root-namespace etcd
+    pid: int
+    marker: str  # a word of its command line, checked before signalling the PID
+    log: str
+
+
+@dataclass
+class HostState:
+    name: str
+    netns: str
+    underlay_ip: str
+    subnet: str = ""  # FLANNEL_SUBNET once leased, e.g. 10.5.1.1/24
+    mtu: int = 0
+    docker_state_dir: str = ""
+    docker_url: str = ""
+    dns_ip: str = ""
+    up: bool = False
+
+
+@dataclass
+class LabState:
+    name: str
+    host_count: int
+    etcd_members: int
+    underlay: str
+    overlay: str
+    etcd_endpoints: list[str]
+    hosts: dict[str, HostState] = field(default_factory=dict)
+    processes: list[ProcessRecord] = field(default_factory=list)
+    images: dict[str, str] = field(default_factory=dict)
+    active_host: str = "host1"
+
+    def processes_of(self, host: str, role: str | None = None) -> list[ProcessRecord]:
+        return [p for p in self.processes if p.host == host and role in (None, p.role)]
+
+
+def lab_dir(name: str) -> Path:
+    return state_root() / name
+
+
+def state_file(name: str) -> Path:
+    return lab_dir(name) / "state.json"
+
+
+def save_state(state: LabState) -> None:
+    path = state_file(state.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(asdict(state), indent=2))
+    temporary.replace(path)  # atomic: a reader never sees half a file
+
+
+def load_state(name: str) -> LabState | None:
+    path = state_file(name)
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    data["hosts"] = {key: HostState(**value) for key, value in data.get("hosts", {}).items()}
+    data["processes"] = [ProcessRecord(**value) for value in data.get("processes", [])]
+    return LabState(**data)

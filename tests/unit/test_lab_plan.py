@@ -1,0 +1,52 @@
+"""The local lab's plan: names and addresses derived from a lab name and host count."""
+
+import ipaddress
+
+import pytest
+
+from discovery.lab.plan import PlanError, forward_accept_rules, plan_lab
+
+
+def test_three_host_plan():
+    plan = plan_lab(3)
+    assert plan.bridge == "lab0" and str(plan.bridge_ip) == "192.168.100.1"
+    assert [(h.name, h.netns, h.veth_outside, str(h.underlay_ip)) for h in plan.hosts] == [
+        ("host1", "lab-host1", "lab-h1", "192.168.100.11"),
+        ("host2", "lab-host2", "lab-h2", "192.168.100.12"),
+        ("host3", "lab-host3", "lab-h3", "192.168.100.13"),
+    ]
+    assert plan.etcd_endpoints == ["http://192.168.100.1:2379"]
+    assert plan.host("host2").underlay_cidr == "192.168.100.12/24"
+
+
+def test_three_etcd_members_live_on_the_first_three_hosts():
+    plan = plan_lab(4, etcd_members=3)
+    assert plan.etcd_endpoints == [f"http://192.168.100.1{n}:2379" for n in (1, 2, 3)]
+
+
+def test_a_second_lab_gets_its_own_names():
+    plan = plan_lab(2, name="t123", underlay=ipaddress.IPv4Network("192.168.214.0/24"))
+    assert plan.bridge == "t1230" and plan.hosts[1].netns == "t123-host2"
+    assert all("t123" in " ".join(rule) for rule in forward_accept_rules(plan))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"host_count": 0}, "--hosts must be"),
+        ({"host_count": 51}, "--hosts must be"),
+        ({"host_count": 2, "etcd_members": 3}, "needs at least 3 hosts"),
+        ({"host_count": 3, "etcd_members": 2}, "must be 1 or 3"),
+        ({"name": "Lab"}, "lower-case"),
+        ({"name": "verylonglabname1"}, "too long"),
+        ({"overlay": ipaddress.IPv4Network("192.168.0.0/16")}, "overlaps"),
+    ],
+)
+def test_impossible_plans_say_why(kwargs, reason):
+    with pytest.raises(PlanError, match=reason):
+        plan_lab(**kwargs)
+
+
+def test_unknown_host_names_the_hosts():
+    with pytest.raises(PlanError, match="hosts: host1, host2"):
+        plan_lab(2).host("host9")
