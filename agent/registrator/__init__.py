@@ -1,0 +1,164 @@
+"""The registrator half of the host agent: this host's containers, as service records in etcd.
+
+    discovery-agent services --docker-host unix:///run/docker.sock --host-name host1
+
+Every running container is registered within milliseconds of starting, under
+the agent's etcd lease, and removed when it stops; if the agent dies, the
+lease expires and its records go with it. The pieces:
+
+* ``naming``, ``desired``, ``events``, ``reconcile``: pure decisions (which
+  name, which records, which event matters, what to write);
+* ``docker_source``: the Docker API (list, inspect, events), the only module
+  here that imports the Docker SDK;
+* ``writer``: the etcd side, through ``EtcdStore`` and ``LeaseKeeper``;
+* ``runner``: the loop joining them, one worker per container.
+
+``add_arguments`` and ``run`` are what ``agent/cli.py`` calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import signal
+import socket
+
+from agent.registrator.docker_source import DockerSource
+from agent.registrator.runner import Options, Registrator
+from agent.registrator.writer import RecordWriter
+from discovery.errors import DiscoveryError, SchemaError, SettingsError
+from discovery.lease_keeper import LeaseKeeper
+from discovery.schema import normalise_dns_label
+from discovery.settings import Settings
+from discovery.store import EtcdStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+# A TEST-NET-1 address: "connecting" a UDP socket to it sends nothing, but
+# makes the kernel pick the source address of the default route.
+_ROUTE_PROBE_ADDRESS = ("192.0.2.1", 9)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("registrator (services)")
+    group.add_argument(
+        "--docker-host",
+        default=os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST,
+        help=f"Docker daemon URL (default: $DOCKER_HOST, else {DEFAULT_DOCKER_HOST})",
+    )
+    group.add_argument(
+        "--host-name",
+        default=None,
+        help="this lab host's name in records (default: the machine's hostname)",
+    )
+    group.add_argument(
+        "--advertise-ip",
+        default=None,
+        help="host-address mode: register this address and the published ports, "
+        "as registrator does without -internal (default: the containers' own addresses)",
+    )
+
+
+def host_name_from(value: str | None) -> str:
+    raw = value if value else socket.gethostname().split(".", 1)[0]
+    try:
+        return normalise_dns_label(raw)
+    except SchemaError as error:
+        raise SettingsError(f"--host-name: {error}") from error
+
+
+def _checked_ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError as error:
+        raise SettingsError(f"--advertise-ip: {value!r} is not an IP address") from error
+
+
+def guess_host_address() -> str | None:
+    """This machine's address on its default route, or None when it has none."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(_ROUTE_PROBE_ADDRESS)
+        address = str(probe.getsockname()[0])
+        if not ipaddress.ip_address(address).is_unspecified:
+            return address
+    return None
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then remove this host's records at once."""
+    node = host_name_from(getattr(args, "host_name", None))
+    advertise_ip = _checked_ip(args.advertise_ip) if args.advertise_ip else None
+    host_address = advertise_ip or guess_host_address()
+    if host_address is None:
+        log.warning(
+            "no host address found (no default route, no --advertise-ip): "
+            "no node record is written",
+            extra={"fields": {"node": node}},
+        )
+    store = EtcdStore(settings)
+    writer = RecordWriter(store, settings, node, host_address)
+    keeper = LeaseKeeper(store, settings.lease_ttl_s, writer.on_new_lease, name=f"services {node}")
+    docker = DockerSource(args.docker_host)
+    registrator = Registrator(
+        docker,
+        writer,
+        settings,
+        Options(node=node, advertise_ip=advertise_ip, host_address=host_address),
+    )
+    log.info(
+        "registrator starting",
+        extra={
+            "fields": {
+                "node": node,
+                "docker": args.docker_host,
+                "mode": f"host-address {advertise_ip}" if advertise_ip else "container-address",
+                "etcd": ",".join(settings.etcd_endpoints),
+                "lease_ttl_s": settings.lease_ttl_s,
+            }
+        },
+    )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    tasks = [
+        asyncio.create_task(keeper.run(), name="lease-keeper"),
+        asyncio.create_task(writer.run(), name="etcd-writer"),
+        asyncio.create_task(registrator.follow_docker(), name="docker-follower"),
+    ]
+    stopping = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopping:
+                # These loops only end by failing; say why instead of hanging on.
+                error = task.exception()
+                raise DiscoveryError(f"{task.get_name()} stopped: {error!r}") from error
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        stopping.cancel()
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+        await registrator.close()
+        # Revoking the lease deletes every record under it in one request.
+        try:
+            await asyncio.wait_for(keeper.revoke(), timeout=settings.request_timeout_s + 1)
+        except (DiscoveryError, TimeoutError) as error:
+            log.warning(
+                "could not revoke the lease; records expire with it",
+                extra={"fields": {"error": str(error), "ttl_s": settings.lease_ttl_s}},
+            )
+        log.info("registrator stopped", extra={"fields": {"node": node}})
+        docker.close()
+        await store.close()
+
+
+__all__ = ["add_arguments", "run"]

@@ -1,0 +1,271 @@
+"""Desired registrations: one container's inspect data in, its endpoint records out.
+
+Pure: the input is the dict Docker's API returns for ``GET /containers/ID/json``
+(what ``docker inspect`` prints), the output a list of ``Endpoint`` records.
+Nothing here talks to Docker or etcd, so every rule below is a table test.
+
+What an endpoint is, in two modes:
+
+* container-address mode (the default, registrator's ``-internal``): one
+  endpoint per (address on each of the container's networks, exposed port).
+  Clients on the overlay reach the container directly.
+* host-address mode (``--advertise-ip IP``, registrator without ``-internal``):
+  one endpoint per published port, at the host's address and the host port.
+  Ports that are exposed but not published cannot be reached through the host
+  and are left out.
+
+A container with no usable port still gets one endpoint per address with port
+0, so its name resolves (an A record without SRV). A container on the host's
+own network (``--network host``) has no address of its own: it is registered
+at the host's address. Only running containers are registered; a paused one
+stays registered with health ``paused`` so DNS stops answering it but the
+record, and its registration time, survive the pause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agent.registrator.naming import (
+    NamingRefused,
+    PortNaming,
+    environment_map,
+    ignore_reason,
+    name_port,
+)
+from discovery.errors import SchemaError
+from discovery.schema import PROTOCOLS, Endpoint, endpoint_key
+
+# SRV port names (``_http._tcp.web.service.lab``) for ports everyone knows;
+# any other port is named by its number (``_8081._tcp.web.service.lab``).
+WELL_KNOWN_PORT_NAMES = {
+    22: "ssh",
+    53: "domain",
+    80: "http",
+    443: "https",
+    2379: "etcd-client",
+    3306: "mysql",
+    5432: "postgresql",
+    6379: "redis",
+    8080: "http-alt",
+}
+_DOCKER_HEALTH = ("starting", "healthy", "unhealthy")
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What one container should have in etcd, and why, when that is nothing."""
+
+    container_id: str
+    container_name: str
+    endpoints: tuple[Endpoint, ...] = ()
+    refused: str = ""  # it runs, but its naming is invalid: log a warning
+    ignored: str = ""  # it asked not to be registered
+    notes: tuple[str, ...] = ()  # problems that did not stop registration
+
+    def records(self, prefix: str, domain: str) -> dict[str, Endpoint]:
+        """The endpoints by etcd key."""
+        return {endpoint_key(prefix, domain, e.service, e.endpoint_id): e for e in self.endpoints}
+
+
+@dataclass(frozen=True)
+class _Target:
+    address: str
+    port: int  # the port clients connect to (the host port in host-address mode)
+    protocol: str
+    container_port: int  # the port the naming rules use (SERVICE_<port>_NAME)
+
+
+def port_name(port: int) -> str:
+    return WELL_KNOWN_PORT_NAMES.get(port, str(port))
+
+
+def container_health(state: Mapping[str, Any]) -> str:
+    """Docker's state as one of the record's health words."""
+    if state.get("Paused"):
+        return "paused"
+    status = (state.get("Health") or {}).get("Status")
+    # No HEALTHCHECK (or HEALTHCHECK NONE): Docker reports no health at all,
+    # and the container counts as passing, as Consul treats a service without checks.
+    return status if status in _DOCKER_HEALTH else "passing"
+
+
+def _parse_port(key: str) -> tuple[int, str] | None:
+    """'80/tcp' -> (80, 'tcp'); None for what a record cannot carry ('sctp')."""
+    number, _, protocol = key.partition("/")
+    protocol = protocol or "tcp"
+    if not number.isdigit() or protocol not in PROTOCOLS:
+        return None
+    return int(number), protocol
+
+
+def _container_ports(inspect: Mapping[str, Any], notes: list[str]) -> list[tuple[int, str]]:
+    config = inspect.get("Config") or {}
+    published = (inspect.get("NetworkSettings") or {}).get("Ports") or {}
+    found = set()
+    for key in set(config.get("ExposedPorts") or {}) | set(published):
+        parsed = _parse_port(key)
+        if parsed is None:
+            notes.append(f"port {key} left out: records carry only tcp and udp")
+        else:
+            found.add(parsed)
+    return sorted(found)
+
+
+def container_addresses(inspect: Mapping[str, Any]) -> list[str]:
+    """The container's IPv4 and global IPv6 address on each network, by network name."""
+    settings = inspect.get("NetworkSettings") or {}
+    networks = settings.get("Networks") or {}
+    found: list[str] = []
+    for name in sorted(networks):
+        network = networks[name] or {}
+        for field_name in ("IPAddress", "GlobalIPv6Address"):
+            address = network.get(field_name) or ""
+            if address and address not in found:
+                found.append(address)
+    if not found and settings.get("IPAddress"):  # API versions without Networks
+        found.append(settings["IPAddress"])
+    return found
+
+
+def _host_network(inspect: Mapping[str, Any]) -> bool:
+    return (inspect.get("HostConfig") or {}).get("NetworkMode") == "host"
+
+
+def _published_targets(
+    inspect: Mapping[str, Any], ports: list[tuple[int, str]], host_ip: str
+) -> list[_Target]:
+    published = (inspect.get("NetworkSettings") or {}).get("Ports") or {}
+    targets: list[_Target] = []
+    seen: set[tuple[int, str]] = set()
+    for container_port, protocol in ports:
+        # Docker lists one binding per host address family (0.0.0.0 and ::)
+        # for the same host port: one endpoint is enough.
+        for binding in published.get(f"{container_port}/{protocol}") or ():
+            host_port = str((binding or {}).get("HostPort") or "")
+            if not host_port.isdigit() or (int(host_port), protocol) in seen:
+                continue
+            seen.add((int(host_port), protocol))
+            targets.append(_Target(host_ip, int(host_port), protocol, container_port))
+    return targets
+
+
+def _targets(
+    inspect: Mapping[str, Any],
+    ports: list[tuple[int, str]],
+    advertise_ip: str | None,
+    host_address: str | None,
+) -> tuple[list[_Target], list[str]]:
+    """(address, port) pairs to register, and the addresses used for A-record fallback."""
+    if advertise_ip is not None:
+        if _host_network(inspect):
+            # Its ports are the host's ports: every exposed port is reachable.
+            return [_Target(advertise_ip, port, proto, port) for port, proto in ports], [
+                advertise_ip
+            ]
+        return _published_targets(inspect, ports, advertise_ip), [advertise_ip]
+    addresses = container_addresses(inspect)
+    if not addresses and _host_network(inspect) and host_address:
+        addresses = [host_address]
+    targets = [
+        _Target(address, port, proto, port) for address in addresses for port, proto in ports
+    ]
+    return targets, addresses
+
+
+def desired_registrations(
+    inspect: Mapping[str, Any],
+    node: str,
+    *,
+    registered_at: str,
+    advertise_ip: str | None = None,
+    host_address: str | None = None,
+    record_ttl_s: int = 5,
+) -> Desired:
+    """The endpoints one container should have; see the module docstring.
+
+    ``registered_at`` is passed in (not read from the clock) to keep this pure.
+    ``host_address`` is the host's own address, used for ``--network host``
+    containers in container-address mode.
+    """
+    container_id = str(inspect.get("Id") or "")
+    container_name = str(inspect.get("Name") or "").lstrip("/")
+    state = inspect.get("State") or {}
+    if not state.get("Running") or state.get("Restarting"):
+        return Desired(container_id, container_name)
+    config = inspect.get("Config") or {}
+    labels: dict[str, str] = dict(config.get("Labels") or {})
+    env = environment_map(config.get("Env"))
+    image = str(config.get("Image") or "")
+
+    ignored = ignore_reason(labels, env)
+    if ignored:
+        return Desired(container_id, container_name, ignored=ignored)
+
+    notes: list[str] = []
+    ports = _container_ports(inspect, notes)
+    targets, addresses = _targets(inspect, ports, advertise_ip, host_address)
+    if not addresses:
+        return Desired(
+            container_id,
+            container_name,
+            refused="no IP address on any network (network mode none?)",
+            notes=tuple(notes),
+        )
+
+    port_ignored = [t for t in targets if ignore_reason(labels, env, t.container_port)]
+    targets = [t for t in targets if t not in port_ignored]
+    if not targets and port_ignored:
+        reasons = sorted({str(ignore_reason(labels, env, t.container_port)) for t in port_ignored})
+        return Desired(container_id, container_name, ignored=", ".join(reasons))
+    if not targets:
+        # No usable port: still resolvable by name, an A-record-only endpoint.
+        targets = [_Target(address, 0, "tcp", 0) for address in addresses]
+
+    health = container_health(state)
+    endpoints: list[Endpoint] = []
+    try:
+        namings: dict[int, PortNaming] = {}
+        for target in targets:
+            port_key = target.container_port or None
+            if target.container_port not in namings:
+                namings[target.container_port] = name_port(labels, env, image, port_key)
+            naming = namings[target.container_port]
+            endpoints.append(
+                Endpoint(
+                    service=naming.service,
+                    host=target.address,
+                    port=target.port,
+                    protocol=target.protocol,
+                    port_name=port_name(target.container_port) if target.port else "",
+                    node=node,
+                    container_id=container_id,
+                    container_name=container_name,
+                    image=image,
+                    tags=naming.tags,
+                    health=health,
+                    registered_at=registered_at,
+                    ttl=record_ttl_s,
+                )
+            )
+    except (NamingRefused, SchemaError) as error:
+        return Desired(container_id, container_name, refused=str(error), notes=tuple(notes))
+    for naming in namings.values():
+        notes.extend(
+            f"tag {tag!r} dropped: it cannot be made a DNS label" for tag in naming.dropped_tags
+        )
+    return Desired(
+        container_id, container_name, tuple(endpoints), notes=tuple(dict.fromkeys(notes))
+    )
+
+
+__all__ = [
+    "WELL_KNOWN_PORT_NAMES",
+    "Desired",
+    "container_addresses",
+    "container_health",
+    "desired_registrations",
+    "port_name",
+]

@@ -1,0 +1,216 @@
+"""The registrator loop: Docker events in, one worker per container, records to the writer.
+
+* ``follow_docker`` opens the event stream, lists every running container
+  and looks at each (and at every container it still holds records for),
+  then handles events as they come. When the stream ends (the daemon
+  restarted, the socket dropped) it does the same again: open, list, follow.
+  Because the stream is opened before the listing, no event is lost between
+  the two.
+* ``poke(container)`` asks for a container to be looked at again. Each
+  container has at most one worker task; pokes that arrive while it works are
+  folded into one more pass. So a slow inspect of one container never delays
+  another, and a container's updates are applied in order.
+* A worker inspects the container, turns the inspect data into records
+  (desired.py, pure) and hands them to the writer (writer.py), logging one
+  line per record registered, updated or deregistered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from agent.registrator.desired import Desired, desired_registrations
+from agent.registrator.docker_source import DockerSource, DockerUnavailable, EventStream
+from agent.registrator.events import classify_event
+from agent.registrator.reconcile import RecordChange
+from agent.registrator.writer import RecordWriter
+from discovery.schema import utc_now_text
+from discovery.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RECONNECT_MIN_S = 0.1
+RECONNECT_MAX_S = 2.0
+# After a failed inspect while the event stream still runs, look again this much later.
+INSPECT_RETRY_S = 1.0
+
+
+@dataclass(frozen=True)
+class Options:
+    node: str
+    advertise_ip: str | None = None  # host-address mode when set
+    host_address: str | None = None  # for --network host containers
+
+
+class Registrator:
+    def __init__(
+        self, docker: DockerSource, writer: RecordWriter, settings: Settings, options: Options
+    ) -> None:
+        self.docker = docker
+        self.writer = writer
+        self.settings = settings
+        self.options = options
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._pending: dict[str, bool] = {}  # container id -> "gone" hint of the latest poke
+        self._refused: dict[str, str] = {}  # container id -> reason it was last refused
+        self._connected = False
+        self.listed = asyncio.Event()  # set after the first complete listing
+
+    # ------------------------------------------------------------ per container
+
+    def poke(self, container_id: str, gone: bool = False) -> None:
+        """Look at a container again; ``gone``: it is known not to run any more."""
+        self._pending[container_id] = gone
+        if container_id not in self._tasks:
+            self._tasks[container_id] = asyncio.create_task(
+                self._work(container_id), name=f"container-{container_id[:12]}"
+            )
+
+    async def _work(self, container_id: str) -> None:
+        try:
+            while container_id in self._pending:
+                gone = self._pending.pop(container_id)
+                try:
+                    await self._sync_container(container_id, gone)
+                except DockerUnavailable as error:
+                    log.debug("inspect %s failed: %s", container_id[:12], error)
+                    if self._connected:
+                        asyncio.get_running_loop().call_later(
+                            INSPECT_RETRY_S, self.poke, container_id
+                        )
+                except Exception:  # one broken container must never stop the others
+                    log.exception(
+                        "container worker failed",
+                        extra={"fields": {"container_id": container_id[:12]}},
+                    )
+        finally:
+            self._tasks.pop(container_id, None)
+
+    async def _sync_container(self, container_id: str, gone: bool) -> None:
+        if gone:
+            desired = Desired(container_id, "")
+        else:
+            inspect = await self.docker.inspect(container_id)
+            if inspect is None:
+                desired = Desired(container_id, "")
+            else:
+                desired = desired_registrations(
+                    inspect,
+                    self.options.node,
+                    registered_at=utc_now_text(),
+                    advertise_ip=self.options.advertise_ip,
+                    host_address=self.options.host_address,
+                    record_ttl_s=self.settings.record_ttl_s,
+                )
+        self._note_refusal(desired)
+        records = desired.records(self.settings.prefix, self.settings.domain)
+        for change in self.writer.set_container(container_id, records):
+            _log_change(change)
+        for note in desired.notes:
+            log.warning(
+                note, extra={"fields": {"container": desired.container_name or container_id[:12]}}
+            )
+
+    def _note_refusal(self, desired: Desired) -> None:
+        """Log a refused container once, not at every event about it."""
+        reason = desired.refused
+        if not reason:
+            self._refused.pop(desired.container_id, None)
+            return
+        if self._refused.get(desired.container_id) == reason:
+            return
+        self._refused[desired.container_id] = reason
+        log.warning(
+            "container skipped",
+            extra={
+                "fields": {
+                    "container": desired.container_name,
+                    "container_id": desired.container_id[:12],
+                    "reason": reason,
+                }
+            },
+        )
+
+    # ------------------------------------------------------------ Docker stream
+
+    async def reconcile_listing(self) -> None:
+        """Look at every running container and every container we hold records for."""
+        running = await self.docker.running_container_ids()
+        known = dict.fromkeys([*running, *self.writer.container_ids(), *self._refused])
+        for container_id in known:
+            self.poke(container_id)
+        workers = [self._tasks[c] for c in known if c in self._tasks]
+        if workers:
+            # asyncio.wait, not gather: cancelling us must not cancel the workers.
+            await asyncio.wait(workers)
+        log.info(
+            "listed containers",
+            extra={"fields": {"running": len(running), "records": len(self.writer.wanted)}},
+        )
+
+    async def follow_docker(self) -> None:
+        """List, then follow events; after any break, list again. Until cancelled."""
+        since_nano: int | None = None
+        delay = RECONNECT_MIN_S
+        outage = False
+        while True:
+            stream: EventStream | None = None
+            try:
+                stream = await self.docker.open_events(since_nano)
+                await self.reconcile_listing()
+                self._connected = True
+                if outage:
+                    log.info("Docker reachable again", extra={"fields": {"url": self.docker.url}})
+                outage = False
+                delay = RECONNECT_MIN_S
+                self.listed.set()
+                self.writer.docker_listed.set()
+                while True:
+                    event = classify_event(await stream.next())
+                    if event is None:
+                        continue
+                    if event.time_nano:
+                        since_nano = max(since_nano or 0, event.time_nano)
+                    self.poke(event.container_id, event.gone)
+            except DockerUnavailable as error:
+                self._connected = False
+                if not outage:
+                    log.warning(
+                        "Docker unreachable; will list again on reconnect",
+                        extra={"fields": {"url": self.docker.url, "error": str(error)}},
+                    )
+                outage = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_S)
+            finally:
+                if stream is not None:
+                    stream.close()
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+
+def _log_change(change: RecordChange) -> None:
+    endpoint = change.endpoint
+    fields: dict[str, object] = {
+        "container": endpoint.container_name,
+        "service": endpoint.service,
+        "address": endpoint.host,
+        "port": endpoint.port,
+    }
+    if endpoint.port:
+        fields["protocol"] = endpoint.protocol
+    if change.kind != "deregistered":
+        fields["health"] = endpoint.health
+    if endpoint.tags:
+        fields["tags"] = ",".join(endpoint.tags)
+    log.info(change.kind, extra={"fields": fields})
+
+
+__all__ = ["Options", "Registrator"]

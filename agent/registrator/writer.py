@@ -1,0 +1,220 @@
+"""The etcd side: keep etcd's records for this host equal to the wanted state in memory.
+
+How it works, in three steps:
+
+1. Container workers call ``set_container`` with a container's new records.
+   That only changes memory (``wanted``) and marks the touched keys dirty, so
+   a worker never waits for etcd and one container never holds up another.
+2. One writer task (``run``) puts or deletes the dirty keys under the
+   agent's lease. Being the only task that writes, it needs no locks, and a
+   key's puts and deletes reach etcd in the order they were decided.
+3. When a write fails (etcd unreachable, lease gone) or a new lease was
+   granted (``on_new_lease``, called by the LeaseKeeper), the writer
+   resynchronises: it lists what etcd holds for this host, and puts and
+   deletes exactly the difference (reconcile.plan_sync), retrying with a
+   capped backoff until it succeeds. Nothing wanted is lost during an etcd
+   outage, and since keys are stable, nothing is written twice.
+
+The first resync waits until the Docker side has listed the containers
+(``docker_listed``): before that, "wanted" is not yet known, and a resync
+would delete the records of containers that are still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Iterable
+
+from agent.registrator.reconcile import (
+    RecordChange,
+    carry_registered_at,
+    container_changes,
+    held_for_node,
+    plan_sync,
+)
+from discovery.errors import DiscoveryError
+from discovery.schema import (
+    Endpoint,
+    Node,
+    encode_endpoint,
+    encode_node,
+    node_key,
+    services_prefix,
+)
+from discovery.settings import Settings
+from discovery.store import EtcdStore
+
+log = logging.getLogger(__name__)
+
+RETRY_MIN_S = 0.1
+RETRY_MAX_S = 2.0
+# Requests in flight at once during a resync: enough to fill a round trip,
+# few enough not to queue hundreds of RPCs on one channel.
+MAX_PARALLEL_WRITES = 64
+
+
+class RecordWriter:
+    def __init__(
+        self, store: EtcdStore, settings: Settings, node: str, node_address: str | None
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.node = node
+        self.node_address = node_address
+        self.wanted: dict[str, Endpoint] = {}
+        self._keys_of: dict[str, set[str]] = {}  # container id -> its keys in wanted
+        self._dirty: set[str] = set()
+        self._lease_id: int | None = None
+        self._resync = True
+        self._failing = False
+        self._wake = asyncio.Event()
+        self.docker_listed = asyncio.Event()
+        self.in_sync = asyncio.Event()  # set after each successful resync or flush
+        self._node_record = (
+            Node(node, node_address, ttl=settings.record_ttl_s) if node_address else None
+        )
+
+    # ------------------------------------------------------------ memory side
+
+    def container_ids(self) -> list[str]:
+        return list(self._keys_of)
+
+    def records_of(self, container_id: str) -> dict[str, Endpoint]:
+        return {key: self.wanted[key] for key in self._keys_of.get(container_id, ())}
+
+    def set_container(self, container_id: str, records: dict[str, Endpoint]) -> list[RecordChange]:
+        """Make ``records`` the container's wanted records; returns what changed."""
+        old = self.records_of(container_id)
+        new = {key: carry_registered_at(e, old.get(key)) for key, e in records.items()}
+        changes = container_changes(old, new)
+        if not changes:
+            return []
+        for change in changes:
+            if change.kind == "deregistered":
+                del self.wanted[change.key]
+            else:
+                self.wanted[change.key] = new[change.key]
+            self._dirty.add(change.key)
+        if new:
+            self._keys_of[container_id] = set(new)
+        else:
+            self._keys_of.pop(container_id, None)
+        self.in_sync.clear()
+        self._wake.set()
+        return changes
+
+    async def on_new_lease(self, lease_id: int) -> None:
+        """LeaseKeeper's callback: write everything again under the new lease.
+
+        Returns at once; the writer task does the writing, with retries, so a
+        failure here cannot leave the keeper believing the records are written.
+        """
+        self._lease_id = lease_id
+        self._resync = True
+        self._wake.set()
+
+    # ------------------------------------------------------------ etcd side
+
+    async def run(self) -> None:
+        """Write until cancelled."""
+        await self.docker_listed.wait()
+        delay = RETRY_MIN_S
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            lease_id = self._lease_id
+            if lease_id is None:
+                continue  # on_new_lease will wake us
+            try:
+                if self._resync:
+                    # Cleared before the awaits: a new lease granted meanwhile sets it again.
+                    self._resync = False
+                    self._dirty.clear()  # the resync covers every key
+                    await self._resync_all(lease_id)
+                elif self._dirty:
+                    keys, self._dirty = self._dirty, set()
+                    await self._write_keys(keys, lease_id)
+                if self._failing:
+                    log.info("etcd writes work again", extra={"fields": {"node": self.node}})
+                self._failing = False
+                delay = RETRY_MIN_S
+                if not self._dirty and not self._resync:
+                    self.in_sync.set()
+            except DiscoveryError as error:
+                self._resync = True
+                if not self._failing:
+                    log.warning(
+                        "cannot write to etcd; keeping the wanted records in memory",
+                        extra={
+                            "fields": {"error": str(error), "records": len(self.wanted)},
+                        },
+                    )
+                self._failing = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                self._wake.set()
+
+    async def _resync_all(self, lease_id: int) -> None:
+        prefix = services_prefix(self.settings.prefix, self.settings.domain)
+        items, _ = await self.store.get_prefix(prefix)
+        held = held_for_node(
+            {key: (kv.value, kv.lease) for key, kv in items.items()},
+            self.settings.prefix,
+            self.settings.domain,
+            self.node,
+        )
+        wanted = dict(self.wanted)
+        plan = plan_sync(wanted, held, lease_id)
+        for key, endpoint in plan.puts.items():
+            # Adopt the registration time etcd already had for the same endpoint.
+            if self.wanted.get(key) == wanted[key]:
+                self.wanted[key] = endpoint
+        writes: list[Awaitable[object]] = [
+            self.store.put(key, encode_endpoint(e), lease_id) for key, e in plan.puts.items()
+        ]
+        writes += [self.store.delete(key) for key in plan.deletes]
+        if self._node_record is not None:
+            key = node_key(self.settings.prefix, self.settings.domain, self.node)
+            writes.append(self.store.put(key, encode_node(self._node_record), lease_id))
+        await _all(writes)
+        log.info(
+            "etcd in sync",
+            extra={
+                "fields": {
+                    "node": self.node,
+                    "lease": f"{lease_id:x}",
+                    "records": len(wanted),
+                    "put": len(plan.puts),
+                    "deleted": len(plan.deletes),
+                }
+            },
+        )
+
+    async def _write_keys(self, keys: Iterable[str], lease_id: int) -> None:
+        writes: list[Awaitable[object]] = []
+        for key in keys:
+            endpoint = self.wanted.get(key)
+            if endpoint is None:
+                writes.append(self.store.delete(key))
+            else:
+                writes.append(self.store.put(key, encode_endpoint(endpoint), lease_id))
+        await _all(writes)
+
+
+async def _all(writes: list[Awaitable[object]]) -> None:
+    """Run the writes, MAX_PARALLEL_WRITES at a time; raise the first failure."""
+    for start in range(0, len(writes), MAX_PARALLEL_WRITES):
+        batch = writes[start : start + MAX_PARALLEL_WRITES]
+        results = await asyncio.gather(*batch, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                # Close the coroutines of later batches that never ran.
+                for pending in writes[start + MAX_PARALLEL_WRITES :]:
+                    close = getattr(pending, "close", None)
+                    if close is not None:
+                        close()
+                raise result
+
+
+__all__ = ["RecordWriter"]
