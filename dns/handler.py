@@ -1,0 +1,223 @@
+"""One query in, one reply out (or none): the fast path, the slow path, the errors.
+
+``QueryHandler.respond(data, tcp)`` is what both socket loops call. It returns
+the reply bytes, or None for silence, or an awaitable for a name that is
+forwarded upstream. It never raises: a query it cannot read gets FORMERR, an
+opcode other than QUERY gets NOTIMP, a message with QR set (a reply, not a
+query) or shorter than a header gets silence, and a bug gets SERVFAIL and a
+log line.
+
+Fast path: ``wire.query_shape`` gives the cache key of an ordinary query and
+the packed reply is patched and sent, with no parsing. Slow path: dnslib
+parses the message, ``answers.resolve`` decides, the reply is packed into the
+cache (when the query was ordinary) and served from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, fields
+
+from dnslib import CLASS, QTYPE, RCODE, DNSRecord
+
+from dns.answers import Zone, resolve
+from dns.cache import PackedCache, pack_answer
+from dns.forwarder import Forwarder
+from dns.view import IndexedCatalog
+from dns.wire import (
+    BADVERS,
+    FLAG_QR,
+    FLAG_RD,
+    MAX_NAME_WIRE_LEN,
+    MAX_UDP_PAYLOAD,
+    MIN_UDP_PAYLOAD,
+    OPCODE_MASK,
+    build_message,
+    header_reply,
+    query_shape,
+    question_reply,
+    reply_to_record,
+)
+
+log = logging.getLogger(__name__)
+ERROR_LOG_INTERVAL_S = 1.0
+ZONE_TRANSFER_TYPES = frozenset({QTYPE.AXFR, QTYPE.IXFR})
+
+Reply = bytes | None | Awaitable[bytes | None]
+
+
+@dataclass
+class Stats:
+    """Counters since start; the metrics endpoint shows them."""
+
+    queries: int = 0
+    cache_hits: int = 0
+    truncated: int = 0
+    formerr: int = 0
+    notimp: int = 0
+    refused: int = 0
+    servfail: int = 0
+    dropped: int = 0
+    forwarded: int = 0
+    forward_failures: int = 0
+    handler_errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class QueryHandler:
+    def __init__(
+        self,
+        zone: Zone,
+        view: IndexedCatalog,
+        cache: PackedCache,
+        forwarder: Forwarder | None = None,
+        stats: Stats | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.zone = zone
+        self.view = view
+        self.cache = cache
+        self.forwarder = forwarder
+        self.stats = stats or Stats()
+        self.rng = rng or random.Random()
+        self.recursion_available = forwarder is not None
+        self._zone_labels = zone.labels
+        self._last_error_log = 0.0
+
+    def respond(self, data: bytes, tcp: bool) -> Reply:
+        """The reply to one message; never raises."""
+        stats = self.stats
+        stats.queries += 1
+        shape = None
+        try:
+            shape = query_shape(data)
+            if shape is not None:
+                key, name_end, limit = shape
+                entry = self.cache.entries.get(key)
+                if entry is not None:
+                    stats.cache_hits += 1
+                    variant = next(entry[0])
+                    reply = data[:2] + variant[data[2] & FLAG_RD] + data[12:name_end] + variant[2]
+                    if tcp or len(reply) <= limit:
+                        return reply
+                    stats.truncated += 1
+                    variant = entry[1]
+                    return data[:2] + variant[data[2] & FLAG_RD] + data[12:name_end] + variant[2]
+            return self._slow(data, tcp, shape)
+        except Exception:
+            stats.handler_errors += 1
+            stats.servfail += 1
+            now = time.monotonic()
+            if now - self._last_error_log >= ERROR_LOG_INTERVAL_S:
+                self._last_error_log = now
+                log.exception("dns: handler failed; answering SERVFAIL")
+            if shape is not None:
+                return question_reply(data, shape[1], RCODE.SERVFAIL, self.recursion_available)
+            return header_reply(data, RCODE.SERVFAIL) if len(data) >= 12 else None
+
+    def _slow(self, data: bytes, tcp: bool, shape: tuple[bytes, int, int] | None) -> Reply:
+        stats = self.stats
+        if len(data) < 12 or data[2] & FLAG_QR:
+            stats.dropped += 1
+            return None
+        if data[2] & OPCODE_MASK:
+            stats.notimp += 1
+            return header_reply(data, RCODE.NOTIMP)
+        try:
+            query = DNSRecord.parse(data)
+        except Exception:  # any way a message can be broken, dnslib's errors or others
+            stats.formerr += 1
+            return header_reply(data, RCODE.FORMERR)
+        options = [rr for rr in query.ar if rr.rtype == QTYPE.OPT]
+        misplaced = any(rr.rtype == QTYPE.OPT for rr in (*query.rr, *query.auth))
+        if len(query.questions) != 1 or len(options) > 1 or misplaced:
+            stats.formerr += 1
+            return header_reply(data, RCODE.FORMERR)
+        edns = bool(options)
+        limit = MIN_UDP_PAYLOAD
+        if options:
+            if (options[0].ttl >> 16) & 0xFF:
+                return reply_to_record(query, BADVERS, ra=self.recursion_available, edns=True)
+            limit = min(max(options[0].rclass, MIN_UDP_PAYLOAD), MAX_UDP_PAYLOAD)
+        question = query.questions[0]
+        labels = tuple(label.lower() for label in question.qname.label)
+        if sum(len(label) + 1 for label in labels) + 1 > MAX_NAME_WIRE_LEN:
+            stats.formerr += 1
+            return header_reply(data, RCODE.FORMERR)
+        ours = labels[len(labels) - len(self._zone_labels) :] == self._zone_labels
+        if question.qclass != CLASS.IN or (ours and question.qtype in ZONE_TRANSFER_TYPES):
+            stats.refused += 1
+            return reply_to_record(query, RCODE.REFUSED, ra=self.recursion_available, edns=edns)
+        if ours and not self.view.loaded:
+            # No catalog yet (etcd not reached since start): do not deny names that may exist.
+            stats.servfail += 1
+            return reply_to_record(query, RCODE.SERVFAIL, ra=self.recursion_available, edns=edns)
+        answer = resolve(labels, question.qtype, self.zone, self.view)
+        if answer is None:
+            if self.forwarder is None:
+                stats.refused += 1
+                return reply_to_record(query, RCODE.REFUSED, ra=False, edns=edns)
+            stats.forwarded += 1
+            return self._forward(data, tcp, query, edns)
+        if shape is not None:
+            key, name_end, _ = shape
+            entry = pack_answer(
+                answer,
+                data[12:name_end].lower(),
+                question.qtype,
+                question.qclass,
+                edns=edns,
+                ra=self.recursion_available,
+                rng=self.rng,
+            )
+            if entry is not None:
+                self.cache.put(key, entry, answer.depends_on)
+                variant = next(entry[0])
+                reply = data[:2] + variant[data[2] & FLAG_RD] + data[12:name_end] + variant[2]
+                if tcp or len(reply) <= limit:
+                    return reply
+                stats.truncated += 1
+                variant = entry[1]
+                return data[:2] + variant[data[2] & FLAG_RD] + data[12:name_end] + variant[2]
+        header = query.header
+        reply = build_message(
+            question.qname,
+            question.qtype,
+            question.qclass,
+            answer.rcode,
+            answer=answer.answer,
+            authority=answer.authority,
+            additional=answer.additional,
+            message_id=header.id,
+            rd=bool(header.rd),
+            ra=self.recursion_available,
+            edns=edns,
+        )
+        if not tcp and len(reply) > limit:
+            stats.truncated += 1
+            reply = build_message(
+                question.qname,
+                question.qtype,
+                question.qclass,
+                answer.rcode,
+                message_id=header.id,
+                rd=bool(header.rd),
+                ra=self.recursion_available,
+                tc=True,
+                edns=edns,
+            )
+        return reply
+
+    async def _forward(self, data: bytes, tcp: bool, query: DNSRecord, edns: bool) -> bytes:
+        assert self.forwarder is not None
+        reply = await self.forwarder.forward(data, tcp)
+        if reply is None:
+            self.stats.forward_failures += 1
+            self.stats.servfail += 1
+            return reply_to_record(query, RCODE.SERVFAIL, ra=True, edns=edns)
+        return reply

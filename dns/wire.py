@@ -1,0 +1,206 @@
+"""DNS messages as bytes: a quick look at a query, and replies packed for reuse. Pure.
+
+The fast path rests on one observation. For an ordinary query (one question,
+no records but an optional EDNS OPT), the reply to (name, type, class, EDNS
+or not) is the same bytes every time except for:
+
+* the 2-byte message id, copied from the query;
+* the RD flag, copied from the query;
+* the question name's letter case (0x20 randomisation), copied from the query.
+
+So a reply is packed once, with the question name in lower case, and kept as
+``(head without RD, head with RD, tail)``: the 10 header bytes after the id, and
+everything after the question name. Serving it is
+``id + head + name as asked + tail``. The answer records' owner names are
+compression pointers to offset 12, the question name, so they come out in the
+client's own case too, and pointers into the name stay valid because a name
+that matches case-insensitively has the same length.
+
+``query_shape`` tells whether a query is ordinary and gives its cache key;
+anything else (and every cache miss) takes the slow path through dnslib.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dnslib import CLASS, EDNS0, QTYPE, RCODE, RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+
+HEADER_LEN = 12
+MIN_UDP_PAYLOAD = 512  # RFC 1035; also the floor for an EDNS size below it (RFC 6891)
+MAX_UDP_PAYLOAD = 4096  # the most we put in one datagram, whatever the client offers
+ADVERTISED_UDP_PAYLOAD = 1232  # what we tell clients we accept (DNS flag day 2020)
+TCP_PAYLOAD = 65535
+MAX_NAME_WIRE_LEN = 255
+BADVERS = 16
+
+# flags, first byte: QR opcode(4) AA TC RD; second byte: RA Z AD CD rcode(4)
+FLAG_QR = 0x80
+FLAG_AA = 0x04
+FLAG_TC = 0x02
+FLAG_RD = 0x01
+FLAG_RA = 0x80
+OPCODE_MASK = 0x78
+
+_ONE_QUESTION_NO_RECORDS = b"\x00\x01\x00\x00\x00\x00"
+
+# (head with RD clear, head with RD set, tail after the question name)
+Variant = tuple[bytes, bytes, bytes]
+
+
+def query_shape(data: bytes) -> tuple[bytes, int, int] | None:
+    """(cache key, offset just past the question name, UDP reply size limit) of an
+    ordinary query, else None.
+
+    Ordinary: QR clear, opcode QUERY, one question whose name has no compression
+    pointers, no answer or authority records, and at most one additional record,
+    a well-formed EDNS version 0 OPT. The key is the lower-cased name, type,
+    class, and whether there was an OPT (the reply then carries one too).
+    """
+    size = len(data)
+    if size < 17 or data[2] & 0xF8 or data[4:10] != _ONE_QUESTION_NO_RECORDS:
+        return None
+    position = 12
+    try:
+        length = data[12]
+        while length:
+            if length > 63:  # a compression pointer or a reserved label type
+                return None
+            position += length + 1
+            length = data[position]
+    except IndexError:
+        return None
+    name_end = position + 1
+    if name_end - 12 > MAX_NAME_WIRE_LEN:
+        return None
+    end = name_end + 4
+    additional = data[10:12]
+    if additional == b"\x00\x00":
+        if end != size:
+            return None
+        return data[12:name_end].lower() + data[name_end:end] + b"N", name_end, MIN_UDP_PAYLOAD
+    # One OPT: root name, type 41, class = UDP size, ttl = ext-rcode, version, flags.
+    if additional != b"\x00\x01" or size < end + 11 or data[end : end + 3] != b"\x00\x00\x29":
+        return None
+    if data[end + 6] != 0:  # EDNS version: anything but 0 gets BADVERS on the slow path
+        return None
+    option = end + 11
+    if option + int.from_bytes(data[end + 9 : end + 11], "big") != size:
+        return None
+    while option < size:
+        if option + 4 > size:
+            return None
+        option += 4 + int.from_bytes(data[option + 2 : option + 4], "big")
+    if option != size:
+        return None
+    offered = int.from_bytes(data[end + 3 : end + 5], "big")
+    limit = min(max(offered, MIN_UDP_PAYLOAD), MAX_UDP_PAYLOAD)
+    return data[12:name_end].lower() + data[name_end:end] + b"E", name_end, limit
+
+
+def assemble(data: bytes, name_end: int, variant: Variant) -> bytes:
+    """A packed reply, patched with the query's id, RD flag and question name."""
+    return data[:2] + variant[data[2] & FLAG_RD] + data[12:name_end] + variant[2]
+
+
+def labels_from_wire(name: bytes) -> tuple[bytes, ...]:
+    """The labels of an uncompressed wire name (as query_shape has checked it)."""
+    labels = []
+    position = 0
+    while name[position]:
+        length = name[position]
+        labels.append(name[position + 1 : position + 1 + length])
+        position += length + 1
+    return tuple(labels)
+
+
+# ------------------------------------------------------------------ building
+
+
+def build_message(
+    qname: DNSLabel,
+    qtype: int,
+    qclass: int,
+    rcode: int,
+    *,
+    answer: Sequence[RR] = (),
+    authority: Sequence[RR] = (),
+    additional: Sequence[RR] = (),
+    message_id: int = 0,
+    rd: bool = False,
+    ra: bool = False,
+    aa: bool = True,
+    tc: bool = False,
+    edns: bool = False,
+) -> bytes:
+    header = DNSHeader(
+        id=message_id, qr=1, aa=int(aa), tc=int(tc), rd=int(rd), ra=int(ra), rcode=rcode & 0xF
+    )
+    record = DNSRecord(header, questions=[DNSQuestion(qname, qtype, qclass)])
+    record.rr = list(answer)
+    record.auth = list(authority)
+    record.ar = list(additional)
+    if edns:
+        record.ar.append(EDNS0(udp_len=ADVERTISED_UDP_PAYLOAD, ext_rcode=rcode >> 4))
+    return bytes(record.pack())
+
+
+def split_packed(packed: bytes, name_length: int) -> Variant:
+    """Cut a packed reply (id 0, RD clear) into a reusable variant."""
+    head = packed[2:12]
+    with_rd = bytes([head[0] | FLAG_RD]) + head[1:]
+    return head, with_rd, packed[12 + name_length :]
+
+
+def variant_length(variant: Variant, name_length: int) -> int:
+    return 12 + name_length + len(variant[2])
+
+
+def header_reply(data: bytes, rcode: int) -> bytes:
+    """A bare header reply (no question) to a query we could not read: FORMERR, NOTIMP."""
+    first = FLAG_QR | (data[2] & (OPCODE_MASK | FLAG_RD))
+    return data[:2] + bytes([first, rcode & 0xF]) + bytes(8)
+
+
+def question_reply(data: bytes, name_end: int, rcode: int, ra: bool) -> bytes:
+    """A reply with the question echoed and no records, for an ordinary query."""
+    first = FLAG_QR | (data[2] & FLAG_RD)
+    second = (FLAG_RA if ra else 0) | (rcode & 0xF)
+    return data[:2] + bytes([first, second]) + b"\x00\x01" + bytes(6) + data[12 : name_end + 4]
+
+
+def reply_to_record(
+    query: DNSRecord, rcode: int, *, ra: bool, edns: bool, aa: bool = False
+) -> bytes:
+    """A reply with no records to a parsed query, keeping its question as asked."""
+    question = query.questions[0] if query.questions else DNSQuestion(".", QTYPE.A, CLASS.IN)
+    return build_message(
+        question.qname,
+        question.qtype,
+        question.qclass,
+        rcode,
+        message_id=query.header.id,
+        rd=bool(query.header.rd),
+        ra=ra,
+        aa=aa,
+        edns=edns,
+    )
+
+
+__all__ = [
+    "ADVERTISED_UDP_PAYLOAD",
+    "BADVERS",
+    "MAX_UDP_PAYLOAD",
+    "MIN_UDP_PAYLOAD",
+    "RCODE",
+    "TCP_PAYLOAD",
+    "Variant",
+    "assemble",
+    "build_message",
+    "header_reply",
+    "labels_from_wire",
+    "query_shape",
+    "question_reply",
+    "reply_to_record",
+    "split_packed",
+]
