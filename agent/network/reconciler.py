@@ -1,0 +1,44 @@
+"""Make the kernel hold the desired entries, with the smallest change.
+
+Reads back what the kernel holds on our VXLAN device (through
+``agent.network.netlink``), lets the pure ``plan_steps`` decide, and applies
+the steps in their order (neighbour, FDB, route when adding; the reverse when
+removing). Entries it does not own (see ``Netlink.read_entries``) are never
+read, so never touched.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from agent.network.desired import FdbEntry, KernelEntries, NeighbourEntry, RouteEntry
+from agent.network.diff import Step, plan_steps
+from agent.network.netlink import Netlink
+
+log = logging.getLogger(__name__)
+
+
+class Reconciler:
+    def __init__(self, netlink: Netlink, ifindex: int, network: ipaddress.IPv4Network) -> None:
+        self.netlink = netlink
+        self.ifindex = ifindex  # updated by the owner if the device is recreated
+        self.network = network
+
+    async def reconcile(self, desired: KernelEntries) -> list[Step]:
+        actual = await self.netlink.read_entries(self.ifindex, self.network)
+        steps = plan_steps(desired, actual)
+        for step in steps:
+            await self.apply(step)
+            log.info("%s", step, extra={"fields": {"action": step.action}})
+        return steps
+
+    async def apply(self, step: Step) -> None:
+        entry, index, netlink = step.entry, self.ifindex, self.netlink
+        adding = step.action in ("add", "replace")
+        if isinstance(entry, NeighbourEntry):
+            await (netlink.add_neighbour if adding else netlink.delete_neighbour)(index, entry)
+        elif isinstance(entry, FdbEntry):
+            await (netlink.add_fdb if adding else netlink.delete_fdb)(index, entry)
+        elif isinstance(entry, RouteEntry):
+            await (netlink.add_route if adding else netlink.delete_route)(index, entry)

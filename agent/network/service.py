@@ -1,0 +1,403 @@
+"""The network half of the agent, wired together: flanneld's etcd mode.
+
+Start-up, in order:
+
+1. find the underlay (``--iface`` / ``--public-ip``) and what this host
+   remembers (its last subnet and its VTEP MAC, under ``--state-dir``);
+2. wait for a valid network config at ``<prefix>/config``;
+3. grant an etcd lease and claim a subnet under it (``allocator``);
+4. create or reuse the VXLAN device and give it the subnet's /32;
+5. set the forwarding (and, with ``--ip-masq``, masquerade) rules;
+6. write ``subnet.env`` and the Docker options file: from here on Docker
+   may start on this host.
+
+Then three loops run side by side until SIGTERM or SIGINT:
+
+* keep the etcd lease alive (every third of its TTL); if it is lost, or our
+  lease key vanishes or is taken over, claim again, the same subnet when it
+  is still free;
+* follow ``<prefix>/subnets/`` (list, then watch) and mark the entries dirty
+  on every change;
+* reconcile: on every change at once, and every ``--reconcile-interval``
+  anyway, so entries deleted by hand come back.
+
+A clean shutdown removes the iptables rules and keeps the lease and the
+device, as flannel does (a restarted agent takes both back, and other hosts'
+entries stay right meanwhile). ``--release-on-exit`` also revokes the lease
+and deletes the device and the files.
+
+The subnet lease TTL (``--subnet-lease-ttl``, default 60 s) is this agent's
+own choice. flannel uses 24 h, so that a host that is down for a while keeps
+its subnet; here the subnet is remembered on disk and taken back if still
+free, so a shorter TTL costs little and lets a learner see a dead host's
+routes disappear from the other hosts within a minute. It is longer than the
+service records' TTL (``--lease-ttl``) so a short etcd outage does not shake
+the overlay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from agent.network.allocator import SubnetAllocator, parse_leases
+from agent.network.desired import KernelEntries, desired_entries
+from agent.network.errors import DataplaneError, NetworkError
+from agent.network.files import (
+    Remembered,
+    load_remembered,
+    remove_file,
+    save_remembered,
+    write_atomically,
+)
+from agent.network.firewall import Firewall
+from agent.network.iptables_rules import chains_for
+from agent.network.netlink import VXLAN_OVERHEAD_BYTES, Netlink, Underlay, VxlanSpec
+from agent.network.reconciler import Reconciler
+from agent.network.subnet_env import SubnetEnv, render_docker_options, render_subnet_env
+from agent.network.subnets import random_vtep_mac
+from discovery import flannel
+from discovery.errors import DiscoveryError, EtcdUnavailable, LeaseLost
+from discovery.flannel import NetworkConfig, SubnetLease
+from discovery.settings import Settings
+from discovery.store import Change, ConnectionLost, EtcdStore, Resumed, Snapshot
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SUBNET_LEASE_TTL_S = 60
+RECONCILE_INTERVAL_S = 10.0
+RETRY_MIN_S = 0.2
+RETRY_MAX_S = 5.0
+
+
+@dataclass(frozen=True)
+class NetworkOptions:
+    public_ip: ipaddress.IPv4Address | None = None
+    iface: str | None = None
+    subnet_file: Path = Path("/run/flannel/subnet.env")
+    docker_opts_file: Path | None = Path("/run/flannel/docker")
+    state_dir: Path = Path("/var/lib/discovery-agent/network")
+    ip_masq: bool = False
+    release_on_exit: bool = False
+    reconcile_interval_s: float = RECONCILE_INTERVAL_S
+    subnet_lease_ttl_s: int = SUBNET_LEASE_TTL_S
+    device: str | None = None  # default flannel.<VNI>
+    iptables: bool = True
+
+
+class NetworkAgent:
+    def __init__(
+        self,
+        options: NetworkOptions,
+        settings: Settings,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.options = options
+        self.settings = settings
+        self.rng = rng or random.SystemRandom()
+        self.store = EtcdStore(settings)
+        self.netlink = Netlink()
+        self.firewall = Firewall()
+        self.subnets_prefix = flannel.subnets_prefix(settings.network_prefix)
+        # filled in during start-up
+        self.underlay: Underlay | None = None
+        self.allocator: SubnetAllocator | None = None
+        self.config: NetworkConfig | None = None
+        self.own: SubnetLease | None = None
+        self.lease_id: int | None = None
+        self.vtep_mac: str | None = None
+        self.device_name: str | None = None
+        self.reconciler: Reconciler | None = None
+        self.firewall_set = False
+        # lease key -> lease, as last seen in etcd (other hosts' and our own)
+        self.leases: dict[str, SubnetLease] = {}
+        self.have_snapshot = False
+        self.dirty = asyncio.Event()
+        self.reclaim = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set (or the task is cancelled), then shut down."""
+        await self.netlink.open()
+        serving = asyncio.create_task(self._serve(), name="network-serve")
+        stopping = asyncio.create_task(stop.wait(), name="network-stop")
+        try:
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if serving.done():
+                serving.result()  # start-up failed (e.g. no free subnet): raise it
+        finally:
+            for task in (serving, stopping):
+                task.cancel()
+            for task in (serving, stopping):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self._shutdown()
+
+    async def _serve(self) -> None:
+        await self._start()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._keep_lease(), name="network-lease")
+            tasks.create_task(self._follow_leases(), name="network-watch")
+            tasks.create_task(self._reconcile_loop(), name="network-reconcile")
+
+    async def _start(self) -> None:
+        options = self.options
+        self.underlay = await self.netlink.find_underlay(options.iface, options.public_ip)
+        log.info(
+            "underlay %s (%s), MTU %d",
+            self.underlay.ifname, self.underlay.address, self.underlay.mtu,
+        )  # fmt: skip
+        remembered = load_remembered(options.state_dir, options.subnet_file)
+        self.allocator = SubnetAllocator(
+            self.store, self.settings.network_prefix, self.underlay.address, self.rng
+        )
+        self.config = await self.allocator.wait_for_config()
+        self.device_name = options.device or f"flannel.{self.config.vni}"
+        existing = await self.netlink.find_vxlan(self.device_name)
+        self.vtep_mac = (
+            remembered.vtep_mac
+            or (existing.mac if existing is not None and existing.vni is not None else None)
+            or random_vtep_mac(self.rng)
+        )
+        save_remembered(options.state_dir, Remembered(remembered.subnet, self.vtep_mac))
+
+        self.lease_id = await self._with_retries("grant etcd lease", self._grant)
+        self.own = await self.allocator.acquire(
+            self.config, self.lease_id, self.vtep_mac, remembered.subnet
+        )
+        await self._apply_own_lease()
+        self.ready.set()
+        log.info(
+            "network ready: subnet %s on %s (VTEP MAC %s)",
+            self.own.subnet, self.device_name, self.vtep_mac,
+        )  # fmt: skip
+
+    async def _grant(self) -> int:
+        return await self.store.grant_lease(self.options.subnet_lease_ttl_s)
+
+    async def _apply_own_lease(self) -> None:
+        """Device, address, rules, files: everything that follows from our lease."""
+        assert self.own is not None and self.config is not None
+        save_remembered(self.options.state_dir, Remembered(self.own.subnet, self.vtep_mac))
+        ifindex = await self._ensure_device()
+        self.reconciler = Reconciler(self.netlink, ifindex, self.config.network)
+        await self._ensure_firewall()
+        env = SubnetEnv(self.config.network, self.own.subnet, self.mtu, self.options.ip_masq)
+        write_atomically(self.options.subnet_file, render_subnet_env(env))
+        if self.options.docker_opts_file is not None:
+            text = render_docker_options(env, self.options.docker_opts_file.name)
+            write_atomically(self.options.docker_opts_file, text)
+        self.dirty.set()
+
+    @property
+    def mtu(self) -> int:
+        assert self.underlay is not None
+        return self.underlay.mtu - VXLAN_OVERHEAD_BYTES
+
+    async def _ensure_device(self) -> int:
+        assert self.own and self.config and self.underlay and self.device_name and self.vtep_mac
+        spec = VxlanSpec(
+            name=self.device_name,
+            vni=self.config.vni,
+            port=self.config.port,
+            local=self.underlay.address,
+            underlay_index=self.underlay.ifindex,
+            mac=self.vtep_mac,
+            mtu=self.mtu,
+        )
+        ifindex = await self.netlink.ensure_vxlan(spec)
+        await self.netlink.ensure_address(ifindex, self.own.subnet.network_address)
+        if self.reconciler is not None and self.reconciler.ifindex != ifindex:
+            log.warning("%s was recreated (ifindex %d)", self.device_name, ifindex)
+            self.reconciler.ifindex = ifindex
+        return ifindex
+
+    async def _ensure_firewall(self) -> None:
+        if not self.options.iptables:
+            return
+        assert self.own is not None and self.config is not None
+        wanted, unwanted = chains_for(self.config.network, self.own.subnet, self.options.ip_masq)
+        for chain in wanted:
+            await self.firewall.ensure(chain)
+        for chain in unwanted:
+            await self.firewall.remove(chain)
+        self.firewall_set = True
+
+    async def _shutdown(self) -> None:
+        try:
+            if self.firewall_set and self.own is not None and self.config is not None:
+                wanted, unwanted = chains_for(self.config.network, self.own.subnet, True)
+                for chain in wanted + unwanted:
+                    try:
+                        await self.firewall.remove(chain)
+                    except DiscoveryError as error:
+                        log.warning("shutdown: %s", error)
+            if self.options.release_on_exit:
+                await self._release()
+            elif self.own is not None:
+                log.info(
+                    "shutdown: keeping lease %s and device %s", self.own.subnet, self.device_name
+                )
+        finally:
+            self.netlink.close()
+            await self.store.close()
+
+    async def _release(self) -> None:
+        if self.lease_id is not None:
+            try:
+                await self.store.revoke_lease(self.lease_id)  # deletes our lease key
+                log.info("shutdown: released lease %s", self.own.subnet if self.own else "-")
+            except DiscoveryError as error:
+                log.warning("shutdown: could not revoke the etcd lease: %s", error)
+        if self.device_name is not None:
+            try:
+                await self.netlink.delete_link(self.device_name)
+            except DataplaneError as error:
+                log.warning("shutdown: %s", error)
+        remove_file(self.options.subnet_file)
+        if self.options.docker_opts_file is not None:
+            remove_file(self.options.docker_opts_file)
+
+    # ------------------------------------------------------------ keeping the lease
+
+    async def _keep_lease(self) -> None:
+        """Refresh the etcd lease every TTL/3; claim again when it or our key is lost."""
+        interval_s = max(self.options.subnet_lease_ttl_s / 3, 0.5)
+        wait_s, delay_s = interval_s, RETRY_MIN_S
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.reclaim.wait(), timeout=wait_s)
+            try:
+                if self.reclaim.is_set():
+                    self.reclaim.clear()
+                    await self._claim_again(new_etcd_lease=False)
+                else:
+                    assert self.lease_id is not None
+                    await self.store.keep_alive(self.lease_id)
+                wait_s, delay_s = interval_s, RETRY_MIN_S
+            except LeaseLost as error:
+                log.error("LOST the subnet lease: %s; claiming again", error)
+                await self._with_retries(
+                    "claim again", lambda: self._claim_again(new_etcd_lease=True)
+                )
+                wait_s, delay_s = interval_s, RETRY_MIN_S
+            except EtcdUnavailable as error:
+                # Try again soon: an outage shorter than the TTL costs nothing.
+                log.warning("cannot refresh the subnet lease: %s", error)
+                wait_s, delay_s = delay_s, min(delay_s * 2, RETRY_MAX_S)
+
+    async def _claim_again(self, new_etcd_lease: bool) -> None:
+        assert self.allocator and self.config and self.own and self.vtep_mac
+        if new_etcd_lease:
+            self.lease_id = await self._grant()
+        assert self.lease_id is not None
+        if await self.allocator.renew(self.own, self.lease_id):
+            log.warning("claimed %s again", self.own.subnet)
+            return
+        old = self.own
+        self.own = await self.allocator.acquire(self.config, self.lease_id, self.vtep_mac, None)
+        log.error(
+            "subnet %s was taken by another host; now holding %s. Containers on this "
+            "host need Docker restarted with the new subnet.env",
+            old.subnet, self.own.subnet,
+        )  # fmt: skip
+        await self._apply_own_lease()
+
+    async def _with_retries(self, what: str, action: Callable[[], Awaitable[T]]) -> T:
+        delay_s = RETRY_MIN_S
+        while True:
+            try:
+                return await action()
+            except (EtcdUnavailable, LeaseLost) as error:
+                log.warning("%s: %s; retrying in %.1f s", what, error, delay_s)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, RETRY_MAX_S)
+
+    # ------------------------------------------------------------ following leases
+
+    def _own_key(self) -> str | None:
+        if self.own is None:
+            return None
+        return flannel.subnet_key(self.settings.network_prefix, self.own.subnet)
+
+    async def _follow_leases(self) -> None:
+        async for item in self.store.follow_prefix(self.subnets_prefix):
+            if isinstance(item, Snapshot):
+                parsed = parse_leases(self.settings.network_prefix, item.items)
+                self.leases = {
+                    flannel.subnet_key(self.settings.network_prefix, subnet): lease
+                    for subnet, (lease, _) in parsed.items()
+                }
+                self.have_snapshot = True
+                self._check_own_key()
+                self.dirty.set()
+            elif isinstance(item, Change):
+                self._on_change(item)
+            elif isinstance(item, ConnectionLost):
+                log.warning("lost the etcd watch (%s); keeping entries as they are", item.reason)
+            elif isinstance(item, Resumed):
+                log.info("etcd watch resumed at revision %d", item.revision)
+
+    def _on_change(self, change: Change) -> None:
+        if change.value is None:
+            self.leases.pop(change.key, None)
+        else:
+            try:
+                lease = flannel.parse_lease(self.settings.network_prefix, change.key, change.value)
+            except DiscoveryError as error:
+                log.warning("ignoring lease %s: %s", change.key, error)
+                self.leases.pop(change.key, None)
+            else:
+                self.leases[change.key] = lease
+        if change.key == self._own_key():
+            self._check_own_key()
+        self.dirty.set()
+
+    def _check_own_key(self) -> None:
+        """Our lease key must exist and carry our PublicIP; else claim again."""
+        key = self._own_key()
+        if key is None:
+            return
+        holder = self.leases.get(key)
+        if holder is None or self.own is None or holder.public_ip != self.own.public_ip:
+            log.error("our lease %s is gone or taken over in etcd; claiming again", key)
+            self.reclaim.set()
+
+    # ------------------------------------------------------------ reconciling
+
+    def desired(self) -> KernelEntries:
+        assert self.own is not None and self.config is not None
+        return desired_entries(self.own, self.leases.values(), self.config.network)
+
+    async def _reconcile_loop(self) -> None:
+        interval_s = self.options.reconcile_interval_s
+        while True:
+            periodic = False
+            try:
+                await asyncio.wait_for(self.dirty.wait(), timeout=interval_s)
+            except TimeoutError:
+                periodic = True
+            self.dirty.clear()
+            if not self.have_snapshot or self.reconciler is None:
+                continue
+            try:
+                if periodic:
+                    await self._ensure_device()
+                    await self._ensure_firewall()
+                steps = await self.reconciler.reconcile(self.desired())
+                if periodic and steps:
+                    log.warning("periodic check repaired %d entries", len(steps))
+            except NetworkError as error:
+                log.error("reconcile failed: %s; retrying", error)
+                await asyncio.sleep(RETRY_MIN_S)
+                self.dirty.set()

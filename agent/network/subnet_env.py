@@ -1,0 +1,95 @@
+"""subnet.env and the Docker daemon options it implies. Pure: text in, text out.
+
+flannel writes the lease for the host's other programs as ``subnet.env``::
+
+    FLANNEL_NETWORK=10.5.0.0/16
+    FLANNEL_SUBNET=10.5.1.1/24      first address of the subnet, with its length
+    FLANNEL_MTU=1450
+    FLANNEL_IPMASQ=false
+
+and its ``mk-docker-opts.sh`` turns that into dockerd options: ``--bip`` (the
+address docker0 takes: the subnet's first address with its length), ``--mtu``
+and, when flannel masquerades, ``--ip-masq=false`` so Docker does not as well.
+Two formats of those options are offered: an environment file in
+mk-docker-opts's own format (for a systemd unit's ``EnvironmentFile=`` and
+``dockerd $DOCKER_OPTS``) and a ``daemon.json`` (for ``dockerd --config-file``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SubnetEnv:
+    network: ipaddress.IPv4Network
+    subnet: ipaddress.IPv4Network
+    mtu: int
+    ip_masq: bool
+
+
+def bip(subnet: ipaddress.IPv4Network) -> str:
+    """10.5.1.0/24 -> '10.5.1.1/24': the bridge's address, as dockerd --bip wants it."""
+    return f"{subnet.network_address + 1}/{subnet.prefixlen}"
+
+
+def render_subnet_env(env: SubnetEnv) -> str:
+    return (
+        f"FLANNEL_NETWORK={env.network}\n"
+        f"FLANNEL_SUBNET={bip(env.subnet)}\n"
+        f"FLANNEL_MTU={env.mtu}\n"
+        f"FLANNEL_IPMASQ={'true' if env.ip_masq else 'false'}\n"
+    )
+
+
+def parse_subnet_env(text: str) -> dict[str, str]:
+    values = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key and not key.startswith("#"):
+            values[key.strip()] = value.strip()
+    return values
+
+
+def subnet_from_env(values: dict[str, str]) -> ipaddress.IPv4Network | None:
+    """The subnet a previous subnet.env recorded (flannel's memory across
+    restarts), or None if there is none or it does not parse."""
+    text = values.get("FLANNEL_SUBNET")
+    if not text:
+        return None
+    try:
+        return ipaddress.IPv4Network(text, strict=False)
+    except ValueError:
+        return None
+
+
+def docker_options(env: SubnetEnv) -> dict[str, object]:
+    """daemon.json keys: bip, mtu and, when we masquerade, ip-masq false."""
+    options: dict[str, object] = {"bip": bip(env.subnet), "mtu": env.mtu}
+    if env.ip_masq:
+        options["ip-masq"] = False
+    return options
+
+
+def render_docker_env(env: SubnetEnv) -> str:
+    """mk-docker-opts.sh's output format."""
+    ip_masq = "false" if env.ip_masq else "true"
+    flags = f"--bip={bip(env.subnet)} --ip-masq={ip_masq} --mtu={env.mtu}"
+    return (
+        f'DOCKER_OPT_BIP="--bip={bip(env.subnet)}"\n'
+        f'DOCKER_OPT_IPMASQ="--ip-masq={ip_masq}"\n'
+        f'DOCKER_OPT_MTU="--mtu={env.mtu}"\n'
+        f'DOCKER_NETWORK_OPTIONS=" {flags}"\n'
+        f'DOCKER_OPTS=" {flags}"\n'
+    )
+
+
+def render_docker_json(env: SubnetEnv) -> str:
+    return json.dumps(docker_options(env), indent=2, sort_keys=True) + "\n"
+
+
+def render_docker_options(env: SubnetEnv, file_name: str) -> str:
+    """daemon.json for a name ending in .json, mk-docker-opts's env file otherwise."""
+    return render_docker_json(env) if file_name.endswith(".json") else render_docker_env(env)
