@@ -1,0 +1,370 @@
+"""Namespace hosts on a bridge, each running ``discovery-agent network``.
+
+Three hosts start together; the tests then read the kernel back with pyroute2
+(through agent.network.netlink, opened in each namespace), ping across the
+VXLAN, add a fourth host, take hosts away, restart agents, and break entries
+by hand. The comparison is exact: every host must hold precisely the entries
+``desired_entries`` derives from the leases in etcd, no more, no fewer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from agent.network.desired import KernelEntries, desired_entries
+from agent.network.netlink import Netlink, VxlanLink
+from discovery import flannel
+from discovery.etcd_server import etcdctl
+from tests.fixtures.overlay_hosts import Host, OverlayLab, agent_binary, sh
+from tests.prerequisites import require_binary, require_root
+
+pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.etcd]
+
+PREFIX = "/overlay-test/coreos.com/network"
+NETWORK = ipaddress.IPv4Network("10.213.0.0/16")
+CONFIG = json.dumps({"Network": str(NETWORK), "Backend": {"Type": "vxlan", "VNI": 1}})
+DEVICE = "flannel.1"
+CONVERGE_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[OverlayLab]:
+    require_root()
+    require_binary("ip", "iptables", "nsenter", "busybox")
+    overlay = OverlayLab()
+    with overlay:
+        etcdctl(overlay.endpoints, "put", f"{PREFIX}/config", CONFIG)
+        for index in (1, 2, 3):
+            overlay.add_host(index)
+        overlay.start_agent(overlay.hosts[1], PREFIX)
+        overlay.start_agent(overlay.hosts[2], PREFIX)
+        overlay.start_agent(overlay.hosts[3], PREFIX, "--ip-masq")
+        yield overlay
+
+
+# ------------------------------------------------------------ helpers
+
+
+def leases(lab: OverlayLab) -> dict[str, flannel.SubnetLease]:
+    """Every lease in etcd, by key (etcdctl prints key and value on alternate lines)."""
+    lines = etcdctl(lab.endpoints, "get", "--prefix", f"{PREFIX}/subnets/").splitlines()
+    return {
+        key: flannel.parse_lease(PREFIX, key, value)
+        for key, value in zip(lines[0::2], lines[1::2], strict=True)
+    }
+
+
+def lease_of(lab: OverlayLab, host: Host) -> flannel.SubnetLease | None:
+    found = [lease for lease in leases(lab).values() if lease.public_ip == host.address]
+    return found[0] if found else None
+
+
+async def kernel(host: Host) -> tuple[VxlanLink | None, KernelEntries, list]:
+    async with Netlink(host.netns) as netlink:
+        link = await netlink.find_vxlan(DEVICE)
+        if link is None:
+            return None, KernelEntries(), []
+        entries = await netlink.read_entries(link.ifindex, NETWORK)
+        addresses = await netlink.ipv4_addresses(link.ifindex)
+        return link, entries, addresses
+
+
+async def converged(lab: OverlayLab, hosts: list[Host]) -> bool:
+    """Every host holds exactly what the leases in etcd say it should."""
+    current = list(leases(lab).values())
+    for host in hosts:
+        own = next((lease for lease in current if lease.public_ip == host.address), None)
+        if own is None:
+            return False
+        _, entries, _ = await kernel(host)
+        if entries != desired_entries(own, current, NETWORK):
+            return False
+    return True
+
+
+async def eventually(check, timeout_s: float = CONVERGE_S, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout_s} s")
+        await asyncio.sleep(0.1)
+
+
+def running(lab: OverlayLab) -> list[Host]:
+    return [h for h in lab.hosts.values() if h.process is not None and h.process.poll() is None]
+
+
+async def all_converged(lab: OverlayLab) -> None:
+    hosts = running(lab)
+    try:
+        await eventually(lambda: converged(lab, hosts), what="convergence")
+    except AssertionError:
+        logs = "\n".join(f"== {h.netns}\n{h.log_tail(15)}" for h in hosts)
+        raise AssertionError(f"hosts did not converge; agent logs:\n{logs}") from None
+
+
+async def wait_for_lease(lab: OverlayLab, host: Host) -> flannel.SubnetLease:
+    async def ready():  # type: ignore[no-untyped-def]
+        return host.subnet_file.exists() and lease_of(lab, host)
+
+    try:
+        await eventually(ready, 20, f"a lease for {host.netns}")
+    except AssertionError:
+        raise AssertionError(f"no lease for {host.netns}:\n{host.log_tail()}") from None
+    lease = lease_of(lab, host)
+    assert lease is not None
+    return lease
+
+
+# ------------------------------------------------------------ tests
+
+
+async def test_three_hosts_hold_distinct_leases_in_flannels_layout(lab):
+    own = [await wait_for_lease(lab, lab.hosts[i]) for i in (1, 2, 3)]
+    assert len({lease.subnet for lease in own}) == 3
+    raw = etcdctl(lab.endpoints, "get", "--prefix", f"{PREFIX}/subnets/").splitlines()
+    for key, value in zip(raw[0::2], raw[1::2], strict=True):
+        subnet = flannel.parse_subnet_key(PREFIX, key)
+        assert key == f"{PREFIX}/subnets/{subnet.network_address}-24"
+        data = json.loads(value)
+        assert set(data) == {"PublicIP", "BackendType", "BackendData"}
+        assert data["BackendType"] == "vxlan"
+        assert set(data["BackendData"]) == {"VNI", "VtepMAC"}
+    for host, lease in zip((lab.hosts[i] for i in (1, 2, 3)), own, strict=True):
+        env = dict(line.split("=", 1) for line in host.subnet_file.read_text().splitlines())
+        assert env == {
+            "FLANNEL_NETWORK": str(NETWORK),
+            "FLANNEL_SUBNET": f"{lease.subnet.network_address + 1}/24",
+            "FLANNEL_MTU": "1450",
+            "FLANNEL_IPMASQ": "true" if host.index == 3 else "false",
+        }
+        docker = json.loads(host.docker_opts_file.read_text())
+        assert docker["bip"] == env["FLANNEL_SUBNET"] and docker["mtu"] == 1450
+
+
+async def test_every_host_has_the_device_and_exactly_the_entries_for_the_others(lab):
+    await all_converged(lab)
+    current = leases(lab)
+    for index in (1, 2, 3):
+        host = lab.hosts[index]
+        own = lease_of(lab, host)
+        assert own is not None
+        link, entries, addresses = await kernel(host)
+        assert link is not None
+        assert (link.vni, link.port, link.local, link.learning) == (1, 8472, host.address, False)
+        assert link.mtu == 1500 - 50 and link.up
+        assert link.mac == own.vtep_mac
+        assert addresses == [ipaddress.IPv4Interface(f"{own.subnet.network_address}/32")]
+        assert len(entries.routes) == len(entries.fdb) == len(entries.neighbours) == 2
+        for other in current.values():
+            if other.public_ip == host.address:
+                continue
+            assert (other.subnet.network_address, other.vtep_mac) in {
+                (n.address, n.mac) for n in entries.neighbours
+            }
+            assert (other.vtep_mac, other.public_ip) in {(f.mac, f.remote_ip) for f in entries.fdb}
+            assert (other.subnet, other.subnet.network_address) in {
+                (r.destination, r.gateway) for r in entries.routes
+            }
+
+
+async def test_hosts_ping_each_other_across_the_vxlan(lab):
+    await all_converged(lab)
+    hosts = [lab.hosts[i] for i in (1, 2, 3)]
+    for source, target in zip(hosts, hosts[1:] + hosts[:1], strict=True):
+        lease = lease_of(lab, target)
+        assert lease is not None
+        assert source.ping(lease.subnet.network_address), f"{source.netns} -> {lease.subnet}"
+
+
+def test_forwarding_and_masquerade_rules_are_flannels(lab):
+    plain = lab.hosts[1].run("iptables", "-w", "-S", "FLANNEL-FWD")
+    assert f"-A FLANNEL-FWD -s {NETWORK}" in plain and f"-A FLANNEL-FWD -d {NETWORK}" in plain
+    assert (
+        lab.hosts[1].run("iptables", "-w", "-t", "nat", "-S", "FLANNEL-POSTRTG", check=False) == ""
+    )
+    masq = lab.hosts[3].run("iptables", "-w", "-t", "nat", "-S", "POSTROUTING")
+    assert '-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG' in masq
+    chain = lab.hosts[3].run("iptables", "-w", "-t", "nat", "-S", "FLANNEL-POSTRTG")
+    assert chain.count("-j MASQUERADE --random-fully") == 2
+
+
+async def test_entries_deleted_by_hand_come_back(lab):
+    await all_converged(lab)
+    host = lab.hosts[1]
+    link, entries, _ = await kernel(host)
+    assert link is not None
+    route, fdb = sorted(entries.routes)[0], sorted(entries.fdb)[0]
+    async with Netlink(host.netns) as netlink:
+        await netlink.delete_route(link.ifindex, route)
+        await netlink.delete_fdb(link.ifindex, fdb)
+        assert route not in await netlink.read_routes(link.ifindex, NETWORK)
+        assert fdb not in await netlink.read_fdb(link.ifindex)
+
+    async def restored() -> bool:
+        _, now, _ = await kernel(host)
+        return route in now.routes and fdb in now.fdb
+
+    await eventually(restored, 5, "the periodic reconcile restoring a route and an FDB entry")
+    await all_converged(lab)
+
+
+async def test_entries_the_agent_does_not_own_are_left_alone(lab):
+    await all_converged(lab)
+    host = lab.hosts[2]
+    # On our very device, but outside the overlay network: not ours.
+    host.run("ip", "neigh", "add", "10.99.0.1", "lladdr", "0e:99:00:00:00:01",
+             "dev", DEVICE, "nud", "permanent")  # fmt: skip
+    host.run("ip", "route", "add", "10.99.0.0/24", "via", "10.99.0.1", "dev", DEVICE, "onlink")
+    try:
+        await asyncio.sleep(1.5)  # more than one reconcile interval
+        assert "10.99.0.0/24 via 10.99.0.1" in host.run("ip", "route")
+        assert "10.99.0.1 lladdr 0e:99:00:00:00:01" in host.run(
+            "ip", "neigh", "show", "dev", DEVICE
+        )
+    finally:
+        host.run("ip", "route", "del", "10.99.0.0/24", check=False)
+        host.run("ip", "neigh", "del", "10.99.0.1", "dev", DEVICE, check=False)
+
+
+async def test_a_fourth_host_joins_and_every_host_learns_it(lab):
+    await all_converged(lab)
+    host = lab.add_host(4)
+    lab.start_agent(host, PREFIX)
+    lease = await wait_for_lease(lab, host)
+    await all_converged(lab)
+    for index in (1, 2, 3):
+        _, entries, _ = await kernel(lab.hosts[index])
+        assert lease.subnet in {route.destination for route in entries.routes}
+    assert host.ping(lease_of(lab, lab.hosts[1]).subnet.network_address)  # type: ignore[union-attr]
+
+
+async def test_a_clean_stop_keeps_lease_and_device_but_removes_rules(lab):
+    host = lab.hosts.get(4) or lab.add_host(4)
+    if host.process is None:
+        lab.start_agent(host, PREFIX)
+    before = await wait_for_lease(lab, host)
+    assert lab.stop_agent(host) == 0
+    assert lease_of(lab, host) == before  # the lease stays (until its TTL)
+    link, _, _ = await kernel(host)
+    assert link is not None and link.mac == before.vtep_mac
+    assert host.run("iptables", "-w", "-S", "FLANNEL-FWD", check=False) == ""
+
+
+async def test_a_deleted_lease_disappears_from_every_other_host(lab):
+    host = lab.hosts.get(4) or lab.add_host(4)
+    if host.process is not None:
+        lab.stop_agent(host)
+    gone = lease_of(lab, host)
+    assert gone is not None
+    etcdctl(lab.endpoints, "del", flannel.subnet_key(PREFIX, gone.subnet))
+    await all_converged(lab)
+    for index in (1, 2, 3):
+        _, entries, _ = await kernel(lab.hosts[index])
+        assert gone.subnet not in {route.destination for route in entries.routes}
+        assert gone.vtep_mac not in {entry.mac for entry in entries.fdb}
+        assert gone.vtep_mac not in {entry.mac for entry in entries.neighbours}
+
+
+async def test_a_restarted_agent_keeps_its_subnet_and_mac(lab):
+    host = lab.hosts[1]
+    before = lease_of(lab, host)
+    link_before, _, _ = await kernel(host)
+    assert before is not None and link_before is not None
+    assert lab.stop_agent(host) == 0
+    lab.start_agent(host, PREFIX)
+    await eventually(lambda: _restarted(host), 20, "the agent's restart")
+    after = await wait_for_lease(lab, host)
+    assert (after.subnet, after.vtep_mac) == (before.subnet, before.vtep_mac)
+    link_after, _, _ = await kernel(host)
+    assert link_after is not None and link_after.ifindex == link_before.ifindex  # reused
+    await all_converged(lab)
+
+
+async def _restarted(host: Host) -> bool:
+    return "network ready" in host.log_path.read_text().split("--- start")[-1]
+
+
+async def test_a_host_whose_lease_was_lost_comes_back_with_the_same_subnet_and_mac(lab):
+    host = lab.hosts.get(4) or lab.add_host(4)
+    if host.process is not None:
+        lab.stop_agent(host)
+    state = json.loads((host.state_dir / "state.json").read_text())
+    assert lease_of(lab, host) is None  # deleted in an earlier test, or never there
+    lab.start_agent(host, PREFIX)
+    lease = await wait_for_lease(lab, host)
+    assert (str(lease.subnet), lease.vtep_mac) == (state["Subnet"], state["VtepMAC"])
+    await all_converged(lab)
+
+
+async def test_a_running_agent_claims_its_subnet_again_when_its_key_is_deleted(lab):
+    host = lab.hosts[2]
+    lease = lease_of(lab, host)
+    assert lease is not None
+    etcdctl(lab.endpoints, "del", flannel.subnet_key(PREFIX, lease.subnet))
+
+    async def back() -> bool:
+        return lease_of(lab, host) == lease
+
+    await eventually(back, 5, "the agent claiming its deleted lease again")
+    await all_converged(lab)
+
+
+async def test_release_on_exit_gives_back_lease_and_device(lab):
+    host = lab.hosts.get(4) or lab.add_host(4)
+    if host.process is not None:
+        lab.stop_agent(host)
+    lab.start_agent(host, PREFIX, "--release-on-exit")
+    await eventually(lambda: _restarted(host), 20, "the agent's start")
+    lease = await wait_for_lease(lab, host)
+    await all_converged(lab)
+    assert lab.stop_agent(host) == 0
+    assert lease_of(lab, host) is None
+    link, _, _ = await kernel(host)
+    assert link is None
+    assert not host.subnet_file.exists()
+    await all_converged(lab)
+    for index in (1, 2, 3):
+        _, entries, _ = await kernel(lab.hosts[index])
+        assert lease.subnet not in {route.destination for route in entries.routes}
+
+
+def test_subnet_exhaustion_ends_the_agent_with_one_clear_error(lab):
+    prefix = "/overlay-full/coreos.com/network"
+    etcdctl(
+        lab.endpoints, "put", f"{prefix}/config",
+        '{"Network": "10.214.0.0/23", "SubnetMin": "10.214.0.0", "Backend": {"VNI": 9}}',
+    )  # fmt: skip
+    for third, mac in ((0, "0e:00:00:00:00:aa"), (1, "0e:00:00:00:00:bb")):
+        other = flannel.SubnetLease(
+            ipaddress.IPv4Network(f"10.214.{third}.0/24"),
+            ipaddress.IPv4Address(f"192.168.213.{200 + third}"),
+            mac,
+            vni=9,
+        )
+        key = flannel.subnet_key(prefix, other.subnet)
+        etcdctl(lab.endpoints, "put", key, flannel.encode_lease_value(other).decode())
+    host = lab.hosts[3]
+    result = subprocess.run(
+        ["nsenter", f"--net=/run/netns/{host.netns}", agent_binary(), "network",
+         "--public-ip", str(host.address), "--iface", "eth0",
+         "--subnet-file", str(host.work_dir / "full.env"), "--docker-opts-file", "",
+         "--state-dir", str(host.work_dir / "full-state"),
+         "--etcd-endpoints", ",".join(lab.endpoints), "--network-prefix", prefix],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("discovery-agent: no free subnet: all 2 /24 subnets")
+    assert "flannel.9" not in sh("ip", "-n", host.netns, "link")
+    assert not (host.work_dir / "full.env").exists()
