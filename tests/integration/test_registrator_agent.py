@@ -22,7 +22,9 @@ import docker.errors
 import pytest
 
 from discovery.etcd_server import EtcdCluster, etcdctl
+from discovery.schema import decode_node, node_key
 from discovery.settings import Settings, settings_as_environment
+from discovery.store import EtcdStore
 from tests.fixtures.docker import DockerHost
 from tests.fixtures.etcd import settings_for
 from tests.integration.registrator_support import (
@@ -174,6 +176,40 @@ async def test_every_naming_rule(
     line = next(x for x in agent.log_text().splitlines() if f"container={invalid_name}" in x)
     assert "container skipped" in line and "no letters or digits" in line
     assert agent.process is not None and agent.process.poll() is None
+
+
+async def test_host_address_mode_registers_published_ports(
+    docker_cleanup: DockerHost, settings: Settings, start_agent: StartAgent
+) -> None:
+    client, images = docker_cleanup.client, docker_cleanup.images
+    start_agent(docker_cleanup.url, settings, extra_args=["--advertise-ip", "10.99.0.11"])
+    published = run_container(
+        client,
+        images["web"],
+        name=unique("pub"),
+        command=["/bin/lab-web"],
+        exposed=[9090],
+        published={80: 18080},
+    )
+    bare = run_container(client, images["base"], name=unique("bare"))
+
+    def name(cid: str) -> str:
+        return str(client.api.inspect_container(cid)["Name"][1:])
+
+    # The published port at the host's address; the unpublished 9090 is left
+    # out; a container without published ports is an A record at the host.
+    await wait_records(
+        settings,
+        expect(
+            ("web", name(published), "10.99.0.11", 18080, "passing"),
+            ("base", name(bare), "10.99.0.11", 0, "passing"),
+        ),
+    )
+    # The host's node record, under the same lease, names the advertised address.
+    async with EtcdStore(settings) as store:
+        found = await store.get(node_key(settings.prefix, settings.domain, "host1"))
+    assert found is not None and found.lease != 0
+    assert decode_node(found.value).host == "10.99.0.11"
 
 
 async def test_stop_kill_pause_unpause_and_health(
