@@ -97,6 +97,9 @@ class Lab:
         self.say = say
         self.domain = domain
         self.dir = lab_dir(plan.name)
+        # Processes this run started: poll() is the truth for them (a fresh child's
+        # /proc cmdline is still ours until it execs, so the marker check can't be used).
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
         self.settings = Settings(
             etcd_endpoints=tuple(plan.etcd_endpoints),
             domain=domain,
@@ -128,15 +131,20 @@ class Lab:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # outlives `discoveryctl lab up`
             )
+        self._children[process.pid] = process
         record = ProcessRecord(role, host.name, process.pid, marker, str(log_path))
         state.processes.append(record)
         save_state(state)
         return record
 
+    def _alive(self, record: ProcessRecord) -> bool:
+        child = self._children.get(record.pid)
+        return child.poll() is None if child is not None else pid_runs(record)
+
     def _wait(self, step: str, host: str, check: Callable[[], bool], record: ProcessRecord) -> None:
         deadline = time.monotonic() + STEP_TIMEOUT_S
         while not check():
-            if not pid_runs(record):
+            if not self._alive(record):
                 raise LabError(step, host, f"process exited; last log lines: {_tail(record.log)}")
             if time.monotonic() > deadline:
                 raise LabError(
@@ -265,6 +273,7 @@ class Lab:
             state, "agent-network", host,
             [agent, "network", "--public-ip", str(host.underlay_ip), "--iface", host.veth_inside,
              "--subnet-file", str(subnet_file), "--state-dir", str(host_dir / "network"),
+             "--docker-opts-file", str(host_dir / "docker-opts.env"),
              "--ip-masq", *self._settings_args()],
             marker="network",
         )  # fmt: skip
@@ -303,7 +312,7 @@ class Lab:
             marker="services",
         )  # fmt: skip
         time.sleep(0.3)
-        if not pid_runs(services):
+        if not self._alive(services):
             raise LabError("services agent", host.name, _tail(services.log))
 
         self.say(f"-- {host.name}: DNS server on {host_state.dns_ip}:{DNS_PORT}")
