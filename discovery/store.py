@@ -45,6 +45,10 @@ _CHANNEL_OPTIONS = {
     "grpc.max_reconnect_backoff_ms": 1000,
     "grpc.keepalive_time_ms": 10_000,
     "grpc.keepalive_timeout_ms": 5_000,
+    # gRPC refuses replies over 4 MiB by default: about 13,000 endpoint records,
+    # so listing a larger catalog failed. etcd's own request limit is far lower
+    # for writes; this only lets big listings (and watch catch-ups) through.
+    "grpc.max_receive_message_length": 512 * 1024 * 1024,
 }
 WATCH_RETRY_MIN_S = 0.1
 WATCH_RETRY_MAX_S = 2.0
