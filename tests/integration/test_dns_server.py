@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +26,9 @@ pytestmark = pytest.mark.etcd
 CLIENTS = ["dig", "kdig"]
 IDLE_TIMEOUT_S = 0.5
 MANY = 60  # endpoints of "many": about 1 KB of A records, more than 512 bytes
+FUZZ_PACKETS = 500
+FUZZ_TCP_CONNECTIONS = 20
+SEED_QUESTIONS = [("web.service.lab", "A"), ("_http._tcp.web.service.lab", "SRV"), ("lab", "SOA")]
 
 
 def endpoint(service: str, host: str, port: int = 80, **fields: object) -> schema.Endpoint:
@@ -437,3 +441,36 @@ async def test_lab_names_are_servfail_until_etcd_is_reached(etcd_server: EtcdClu
         assert not service.view.loaded
     finally:
         await service.close()
+
+
+async def test_random_and_mutated_packets_on_the_wire_do_not_stop_the_server(
+    lab_dns: DnsService,
+) -> None:
+    port = port_of(lab_dns)
+    rng = random.Random(20)
+    seeds = [DNSRecord.question(n, t).pack() for n, t in SEED_QUESTIONS]
+
+    def packet() -> bytes:
+        if rng.random() < 0.3:
+            return rng.randbytes(rng.randrange(0, 300))
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randrange(1, 5)):
+            at = rng.randrange(len(data))
+            data[at] = rng.randrange(256)
+        return bytes(data[: rng.randrange(len(data) + 1)] if rng.random() < 0.3 else data)
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        for _ in range(FUZZ_PACKETS):
+            client.sendto(packet(), ("127.0.0.1", port))
+    for _ in range(FUZZ_TCP_CONNECTIONS):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(3):
+            data = packet()
+            writer.write(len(data).to_bytes(2, "big") + data)
+        await writer.drain()
+        writer.close()
+    reply = await dig(port, "_http._tcp.web.service.lab", "SRV")
+    assert reply.status == "NOERROR" and len(reply.records()) == 4
+    assert lab_dns.stats.handler_errors == 0
+    assert lab_dns.stats.queries >= FUZZ_PACKETS
+    await wait_until(lambda: lab_dns.server.tcp_connections == 0, 3, "tcp slots freed")
