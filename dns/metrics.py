@@ -20,7 +20,8 @@ def prometheus_text(
     lines = []
     for name, (kind, value) in metrics.items():
         lines.append(f"# TYPE {prefix}{name} {kind}")
-        lines.append(f"{prefix}{name} {value:g}")
+        text = str(value) if isinstance(value, int) else f"{value:.6g}"
+        lines.append(f"{prefix}{name} {text}")
     return "\n".join(lines) + "\n"
 
 

@@ -14,6 +14,7 @@ from discovery.store import Change
 from dns.answers import Zone
 from dns.cache import PackedCache
 from dns.handler import QueryHandler
+from dns.metrics import prometheus_text
 from dns.view import IndexedCatalog
 from dns.wire import query_shape
 from tests.unit.test_dns_answers import DOMAIN, PREFIX, make_catalog
@@ -282,3 +283,12 @@ def test_query_shape_key_ignores_case_and_keeps_type() -> None:
     keys = [shape[0] for shape in shapes if shape is not None]
     assert keys[0] == keys[1] != keys[2]
     assert struct.unpack("!H", keys[2][-5:-3])[0] == QTYPE.AAAA
+
+
+def test_metrics_text_keeps_large_counters_exact() -> None:
+    text = prometheus_text({"queries_total": ("counter", 123_456_789), "up": ("gauge", 0.5)})
+    assert (
+        "# TYPE discovery_dns_queries_total counter\ndiscovery_dns_queries_total 123456789\n"
+        in text
+    )
+    assert "discovery_dns_up 0.5\n" in text
