@@ -1,6 +1,7 @@
 """`discoveryctl lab ...`: Docker Machine's verbs for the local lab.
 
     lab up [--hosts N] [--etcd-members 3]   create hosts, etcd, agents, DNS
+    lab demo                                 web on host2 and host3, found from host1
     lab down                                 remove all of it
     lab ls | status | ip HOST | inspect HOST | env HOST | url HOST
     lab exec HOST -- CMD...                  run CMD in HOST's namespace
@@ -14,15 +15,18 @@ docker CLI at host2's daemon.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import shlex
 import sys
+import time
 from dataclasses import asdict
 from typing import Any
 
 from discovery.errors import DiscoveryError
-from discovery.lab.plan import DEFAULT_LAB_NAME, PlanError, plan_lab
+from discovery.lab.demo import run_demo
+from discovery.lab.plan import DEFAULT_LAB_NAME, DEFAULT_UNDERLAY, LabPlan, PlanError, plan_lab
 from discovery.lab.runner import Lab, pid_runs
 from discovery.lab.state import LabState, load_state, state_file
 
@@ -38,6 +42,10 @@ def add_lab_commands(commands: Any, parser_class: type[argparse.ArgumentParser])
     up = verbs.add_parser("up", help="create (or grow) the lab")
     up.add_argument("--hosts", type=int, default=None, help="number of hosts (default 3)")
     up.add_argument("--etcd-members", type=int, choices=(1, 3), default=None)
+    up.add_argument(
+        "--underlay", help=f"the lab's private underlay network (default {DEFAULT_UNDERLAY})"
+    )
+    verbs.add_parser("demo", help="run web on host2 and host3, find them from host1")
     verbs.add_parser("down", help="stop and remove everything the lab made")
     verbs.add_parser("ls", help="list hosts").add_argument(
         "-o", "--output", choices=("table", "json"), default="table"
@@ -55,6 +63,18 @@ def add_lab_commands(commands: Any, parser_class: type[argparse.ArgumentParser])
     execute.add_argument("host")
     execute.add_argument("argv", nargs=argparse.REMAINDER)
     verbs.add_parser("images", help="the lab image names")
+
+
+def plan_from_state(state: LabState | None, name: str) -> LabPlan:
+    """The plan a lab was made with (the default one when no state survives)."""
+    if state is None:
+        return plan_lab(3, name=name)
+    return plan_lab(
+        state.host_count,
+        name=name,
+        etcd_members=state.etcd_members,
+        underlay=ipaddress.IPv4Network(state.underlay),
+    )
 
 
 def _require_state(name: str) -> LabState:
@@ -93,21 +113,32 @@ def run_lab_command(args: argparse.Namespace) -> int:
             )
         if state and members != state.etcd_members:
             raise LabCommandError(f"lab {name!r} runs {state.etcd_members} etcd member(s)")
+        underlay_text = args.underlay or (state.underlay if state else str(DEFAULT_UNDERLAY))
+        if state and underlay_text != state.underlay:
+            raise LabCommandError(f"lab {name!r} already uses underlay {state.underlay}")
         try:
-            plan = plan_lab(host_count, name=name, etcd_members=members)
-        except PlanError as error:
+            plan = plan_lab(
+                host_count,
+                name=name,
+                etcd_members=members,
+                underlay=ipaddress.IPv4Network(underlay_text),
+            )
+        except (PlanError, ValueError) as error:
             raise LabCommandError(str(error)) from error
+        started = time.monotonic()
         state = Lab(plan, say=lambda text: print(text, flush=True)).up(state)
-        print(f"lab {name!r} is up with {len(state.hosts)} hosts. Try:")
-        print("  discoveryctl lab ls\n  eval $(discoveryctl lab env host1) && docker ps")
+        took = time.monotonic() - started
+        print(f"lab {name!r} is up with {len(state.hosts)} hosts ({took:.1f} s)")
         return 0
     if verb == "down":
         state = load_state(name)
-        count = state.host_count if state else 3
-        Lab(plan_lab(count, name=name), say=print).down(state)
+        Lab(plan_from_state(state, name), say=lambda text: print(text, flush=True)).down(state)
         print(f"lab {name!r} is down")
         return 0
     state = _require_state(name)
+    if verb == "demo":
+        run_demo(state, say=lambda text: print(text, flush=True))
+        return 0
     if verb == "ls":
         rows = []
         for host in state.hosts.values():

@@ -1,0 +1,221 @@
+"""The local lab end to end, as a learner drives it: discoveryctl lab, docker, busybox.
+
+One 3-host lab for the module (its own name, underlay and state dir, so it
+never meets a learner's lab), exercised in the order a learner would: the
+demo, a container stopping and starting, a fourth host joining, a host's
+agent killed, and finally `lab down` leaving nothing behind.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from discovery.lab import topology
+from discovery.lab.plan import plan_lab
+from discovery.lab.state import load_state
+from tests.prerequisites import require_binary, require_root
+
+pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.netns, pytest.mark.etcd]
+
+LAB = f"e{os.getpid() % 10000}"
+UNDERLAY = "192.168.216.0/24"
+NAME_RESOLVES_WITHIN_S = 1.0
+
+
+class LabDriver:
+    def __init__(self, state_root: Path, name: str, underlay: str):
+        self.name = name
+        self.underlay = underlay
+        self.env = {**os.environ, "DISCOVERY_LAB_STATE": str(state_root)}
+
+    def ctl(self, *args: str, check: bool = True, timeout: float = 180) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "discovery.cli", *args],
+            capture_output=True, text=True, env=self.env, timeout=timeout,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(f"discoveryctl {' '.join(args)}: {result.stdout}{result.stderr}")
+        return result.stdout
+
+    def lab(self, *args: str, check: bool = True) -> str:
+        return self.ctl("lab", "--name", self.name, *args, check=check)
+
+    def state(self):
+        os.environ["DISCOVERY_LAB_STATE"] = self.env["DISCOVERY_LAB_STATE"]
+        try:
+            return load_state(self.name)
+        finally:
+            del os.environ["DISCOVERY_LAB_STATE"]
+
+    def docker(self, host: str, *args: str, check: bool = True) -> str:
+        env = {**self.env, "DOCKER_HOST": self.state().hosts[host].docker_url}
+        result = subprocess.run(
+            ["docker", *args], capture_output=True, text=True, env=env, timeout=60
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} on {host}: {result.stderr}")
+        return result.stdout
+
+    def image(self, name: str) -> str:
+        return self.state().images[name]
+
+    def address_of(self, host: str, container: str) -> str:
+        fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+        return self.docker(host, "inspect", "--format", fmt, container).strip()
+
+    def client(self, host: str) -> str:
+        """A long-running container on host to run nslookup and wget from."""
+        name = f"client-{host}"
+        self.docker(host, "rm", "-f", name, check=False)
+        self.docker(host, "run", "-d", "--name", name, self.image("base"), "sleep", "3600")
+        return name
+
+    def resolve(self, host: str, name: str = "web") -> set[str]:
+        output = self.docker(host, "exec", f"client-{host}", "nslookup", name, check=False)
+        answers = output.split("Name:", 1)[1] if "Name:" in output else ""
+        return {line.split()[-1] for line in answers.splitlines() if line.startswith("Address")}
+
+    def lookup(self, service: str) -> list[dict]:
+        state = self.state()
+        output = self.ctl(
+            "--etcd-endpoints", ",".join(state.etcd_endpoints), "lookup", service, "-o", "json",
+            check=False,
+        )  # fmt: skip
+        return json.loads(output) if output.strip() else []
+
+
+def wait_until(check, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    require_root()
+    require_binary("dockerd", "docker", "ip", "iptables", "nsenter", "dig")
+    driver = LabDriver(tmp_path_factory.mktemp("lab-state"), LAB, UNDERLAY)
+    started = time.monotonic()
+    try:
+        driver.lab("up", "--hosts", "3", "--underlay", UNDERLAY)
+        print(f"\nlab up, 3 hosts: {time.monotonic() - started:.1f} s")
+        yield driver
+    finally:
+        driver.lab("down", check=False)
+
+
+def test_demo_and_its_assertions_from_inside_containers(lab):
+    output = lab.lab("demo")
+    assert "It works" in output
+    addresses = {host: lab.address_of(host, f"web-{host}") for host in ("host2", "host3")}
+    lab.client("host1")
+    assert lab.resolve("host1") == set(addresses.values())
+    assert lab.resolve("host1", "web.service.lab") == set(addresses.values())
+    pages = {
+        lab.docker("host1", "exec", "client-host1", "wget", "-qO-", f"http://{address}/")
+        for address in addresses.values()
+    }
+    assert {page.split("lab host: ")[1][:5] for page in pages} == {"host2", "host3"}
+    by_name = lab.docker("host1", "exec", "client-host1", "wget", "-qO-", "http://web/")
+    assert "lab host: host" in by_name
+    rows = lab.lookup("web")
+    assert {(r["address"], r["host"]) for r in rows} == {
+        (addresses["host2"], "host2"),
+        (addresses["host3"], "host3"),
+    }
+
+
+def test_a_stopped_container_leaves_dns_within_a_second_and_a_new_one_appears_everywhere(lab):
+    host2_web = lab.address_of("host2", "web-host2")
+    lab.docker("host3", "stop", "web-host3")
+    stopped = time.monotonic()
+    wait_until(lambda: lab.resolve("host1") == {host2_web}, 5, "web-host3 leaving DNS")
+    assert time.monotonic() - stopped < NAME_RESOLVES_WITHIN_S + 0.5  # docker exec costs ~0.1 s
+
+    lab.docker("host1", "run", "-d", "--name", "web-host1", "-e", "LAB_HOST=host1",
+               lab.image("web"))  # fmt: skip
+    host1_web = lab.address_of("host1", "web-host1")
+    for host in ("host2", "host3"):
+        lab.client(host)
+        wait_until(
+            lambda host=host: lab.resolve(host) == {host1_web, host2_web}, 5, f"DNS on {host}"
+        )
+    page = lab.docker("host3", "exec", "client-host3", "wget", "-qO-", f"http://{host1_web}/")
+    assert "lab host: host1" in page
+
+
+def test_a_fourth_host_joins_a_running_lab(lab):
+    lab.lab("up", "--hosts", "4")
+    state = lab.state()
+    host4 = state.hosts["host4"]
+    assert host4.up and host4.subnet
+    subnet4 = host4.subnet.rsplit(".", 1)[0] + ".0/24"
+    for host in ("host1", "host2", "host3"):
+        routes = subprocess.run(
+            ["ip", "-n", state.hosts[host].netns, "route", "show", subnet4],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert "flannel.1" in routes, f"{host} has no route to host4's {subnet4}: {routes!r}"
+    lab.docker("host4", "run", "-d", "--name", "api-host4", "--label", "discovery.service=api",
+               lab.image("web"))  # fmt: skip
+    api = lab.address_of("host4", "api-host4")
+    wait_until(lambda: lab.resolve("host1", "api") == {api}, 5, "api on host4 from host1")
+    page = lab.docker("host1", "exec", "client-host1", "wget", "-qO-", "http://api/")
+    assert "hostname:" in page
+
+
+def test_sigkilled_agent_records_expire_but_overlay_routes_stay(lab):
+    state = lab.state()
+    # client-host3 runs the base image, so it is registered as service "base".
+    client3 = lab.address_of("host3", "client-host3")
+    assert (client3, "host3") in {(row["address"], row["host"]) for row in lab.lookup("base")}
+    for record in state.processes_of("host3"):
+        if record.role.startswith("agent"):
+            os.kill(record.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    wait_until(
+        lambda: all(row["host"] != "host3" for row in lab.lookup("web") + lab.lookup("base")),
+        11,  # the lab's service lease TTL is 10 s
+        "host3's records expiring",
+    )
+    print(f"\nhost3's records gone {time.monotonic() - killed:.1f} s after SIGKILL")
+    subnet3 = state.hosts["host3"].subnet.rsplit(".", 1)[0] + ".0/24"
+    routes = subprocess.run(
+        ["ip", "-n", state.hosts["host1"].netns, "route", "show", subnet3],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "flannel.1" in routes  # the subnet lease (60 s) outlives the service records (10 s)
+    status = lab.lab("status", check=False)
+    assert "degraded" in status and "agent-services@host3" in status
+
+
+def test_lab_down_leaves_nothing_behind(lab):
+    state = lab.state()
+    state_dir = Path(lab.env["DISCOVERY_LAB_STATE"]) / lab.name
+    pids = [record.pid for record in state.processes]
+    lab.lab("down")
+    plan = plan_lab(4, name=lab.name, underlay=ipaddress.IPv4Network(UNDERLAY))
+    assert topology.leftovers(plan) == []
+    assert not state_dir.exists()
+    alive = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    assert alive == [], f"lab processes still running: {alive}"
+    processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(state_dir) not in processes
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert str(state_dir) not in mounts
+    rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout
+    assert f"discovery-lab {lab.name}" not in rules
