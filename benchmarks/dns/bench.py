@@ -13,7 +13,13 @@ What it does, every process on 127.0.0.1 and stopped at the end:
 5. the same two measurements with catalogs of 1,000 and of 50,000 endpoints
    (all their names in the query file): latency should not grow with the catalog;
 6. propagation: 500 times, put a new endpoint into etcd and query until the
-   first answer that holds it; p50/p99 of put-to-answer.
+   first answer that holds it; p50/p99 from the put call, and from etcd's
+   acknowledgement of the put (the watch, catalog and cache path alone).
+
+etcd keeps its data on /dev/shm when there is one, so that its fsyncs on a
+disk shared with other work do not stand in for the DNS server's latency.
+The load average is in the report: on these shared 2 cores, other work shows
+in the latency tails of both servers.
 
 The report (markdown) goes to stdout and to ``--out``.
 """
@@ -277,9 +283,13 @@ def measure(server: Server, queries: Path, duration_s: float) -> tuple[PerfResul
 # ------------------------------------------------------------------ propagation
 
 
-async def propagation(settings: Settings, port: int, updates: int) -> tuple[list[float], int]:
-    """Seconds from each etcd put to the first DNS answer holding it; and misses."""
-    latencies = []
+async def propagation(
+    settings: Settings, port: int, updates: int
+) -> tuple[list[float], list[float], int]:
+    """For each update: seconds from the put call to the first DNS answer holding it,
+    and from etcd's acknowledgement of the put to that answer; and the misses."""
+    from_call = []
+    from_ack = []
     misses = 0
     previous: str | None = None
     async with EtcdStore(settings) as store:
@@ -292,11 +302,13 @@ async def propagation(settings: Settings, port: int, updates: int) -> tuple[list
             wanted = socket.inet_aton(host)
             started = time.perf_counter()
             await store.put(key, schema.encode_endpoint(endpoint))
+            acknowledged = time.perf_counter()
             while True:
                 reply = query_once(port, "propagation.service.lab", timeout_s=0.2)
                 now = time.perf_counter()
                 if reply is not None and wanted in reply[12:]:
-                    latencies.append(now - started)
+                    from_call.append(now - started)
+                    from_ack.append(now - acknowledged)
                     break
                 if now - started > PROPAGATION_TIMEOUT_S:
                     misses += 1
@@ -304,7 +316,11 @@ async def propagation(settings: Settings, port: int, updates: int) -> tuple[list
             if previous is not None:
                 await store.delete(previous)
             previous = key
-    return latencies, misses
+    return from_call, from_ack, misses
+
+
+def p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[98] if len(values) > 1 else math.nan
 
 
 # ------------------------------------------------------------------ report
@@ -340,7 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("dnsperf") is None:
         print("bench: dnsperf is missing; run benchmarks/dns/run.sh", file=sys.stderr)
         return 1
-    work = Path(tempfile.mkdtemp(prefix="dns-bench-"))
+    # etcd's data on tmpfs when there is one: its fsyncs on a shared disk are not what
+    # this measures.
+    shm = Path("/dev/shm")
+    work = Path(tempfile.mkdtemp(prefix="dns-bench-", dir=shm if shm.is_dir() else None))
     servers: list[Server] = []
     lines = [
         "# DNS benchmark (issue 4)",
@@ -404,15 +423,23 @@ def main(argv: list[str] | None = None) -> int:
                 "",
             ]
             print("bench: propagation")
-            latencies, misses = asyncio.run(propagation(main_settings, ours.port, args.updates))
-            p99 = statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else math.nan
+            from_call, from_ack, misses = asyncio.run(
+                propagation(main_settings, ours.port, args.updates)
+            )
+            met = p99(from_call) < 0.050 and not misses
             lines += [
                 f"## Propagation: etcd put to first DNS answer holding it ({args.updates} updates)",
                 "",
-                f"p50 {ms(statistics.median(latencies))}, p99 {ms(p99)}, "
-                f"max {ms(max(latencies))}, not seen within {PROPAGATION_TIMEOUT_S:g} s: {misses}. "
-                f"Target p99 < 50 ms: **{'met' if p99 < 0.050 and not misses else 'NOT met'}**.",
-                "(Measured from before the put call, so it includes the etcd client's round trip.)",
+                "| measured from | p50 | p99 | max |",
+                "| --- | ---: | ---: | ---: |",
+                f"| the put call (includes etcd's commit) | {ms(statistics.median(from_call))} "
+                f"| {ms(p99(from_call))} | {ms(max(from_call))} |",
+                f"| etcd's acknowledgement of the put | {ms(statistics.median(from_ack))} "
+                f"| {ms(p99(from_ack))} | {ms(max(from_ack))} |",
+                "",
+                f"Not seen within {PROPAGATION_TIMEOUT_S:g} s: {misses}. "
+                f"Target p99 < 50 ms (from the put call): **{'met' if met else 'NOT met'}**. "
+                f"{load_text()}.",
                 "",
             ]
             for server in (ours, knot):
