@@ -289,7 +289,7 @@ async def test_an_upstream_that_does_not_answer_gives_servfail(etcd_settings: Se
             started = time.monotonic()
             reply = await dig(port_of(service), "www.example.com")
             assert reply.status == "SERVFAIL"
-            assert time.monotonic() - started < 1.5
+            assert time.monotonic() - started < 2.0  # forward timeout 0.3 s, dig waits 2 s
             assert service.stats.forward_failures == 1
         finally:
             await service.close()
