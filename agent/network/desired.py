@@ -100,3 +100,35 @@ def desired_entries(
         fdb.add(forwarding)
         routes.add(route)
     return KernelEntries(frozenset(neighbours), frozenset(fdb), frozenset(routes))
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The keys of the entries some leases touch: neighbour addresses, VTEP
+    MACs, route destinations. Reconciling only these is what a single lease
+    event needs; the periodic pass covers everything."""
+
+    addresses: frozenset[ipaddress.IPv4Address] = frozenset()
+    macs: frozenset[str] = frozenset()
+    destinations: frozenset[ipaddress.IPv4Network] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.addresses or self.macs or self.destinations)
+
+
+def scope_of(leases: Iterable[SubnetLease]) -> Scope:
+    items = list(leases)
+    return Scope(
+        frozenset(lease.subnet.network_address for lease in items),
+        frozenset(lease.vtep_mac for lease in items),
+        frozenset(lease.subnet for lease in items),
+    )
+
+
+def restrict(entries: KernelEntries, scope: Scope) -> KernelEntries:
+    """Only the entries whose key lies in ``scope``."""
+    return KernelEntries(
+        frozenset(e for e in entries.neighbours if e.address in scope.addresses),
+        frozenset(e for e in entries.fdb if e.mac in scope.macs),
+        frozenset(e for e in entries.routes if e.destination in scope.destinations),
+    )

@@ -48,13 +48,15 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTMGRP_IPV4_ROUTE
 
-from agent.network.desired import FdbEntry, KernelEntries, NeighbourEntry, RouteEntry
+from agent.network.desired import FdbEntry, KernelEntries, NeighbourEntry, RouteEntry, Scope
 from agent.network.errors import DataplaneError
 
 VXLAN_OVERHEAD_BYTES = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
@@ -62,10 +64,12 @@ NUD_PERMANENT = 0x80
 NTF_SELF = 0x02
 RTNH_F_ONLINK = 4
 RT_TABLE_MAIN = 254
+RTM_F_FIB_MATCH = 0x2000  # "ip route get fibmatch": return the route, not a lookup result
 RTPROT_KERNEL = 2
 IFF_UP = 0x1
 AF_BRIDGE = 7
 _GONE = {errno.ENOENT, errno.ESRCH, errno.ENODEV, errno.EADDRNOTAVAIL}
+_NO_ROUTE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENOENT, errno.ESRCH}
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,15 @@ class Underlay:
     ifname: str
     address: ipaddress.IPv4Address
     mtu: int
+
+
+@dataclass(frozen=True)
+class RouteEvent:
+    """The kernel announced an IPv4 route added or deleted."""
+
+    action: Literal["add", "delete"]
+    destination: ipaddress.IPv4Network
+    ifindex: int | None
 
 
 @dataclass(frozen=True)
@@ -406,6 +419,62 @@ class Netlink:
                 found.append(RouteEntry(subnet, ipaddress.IPv4Address(gateway)))
         return found
 
+    async def _get(self, codes: set[int], what: str, method: str, **kwargs: Any) -> list[Any]:
+        """One non-dump request; an error in ``codes`` means "not there": []."""
+        try:
+            return list(await getattr(self.ipr, method)("get", **kwargs))
+        except NetlinkError as error:
+            if error.code in codes:
+                return []
+            raise DataplaneError(f"{what}: {error}") from error
+        except OSError as error:
+            raise DataplaneError(f"{what}: {error}") from error
+
+    async def read_entries_in(
+        self, ifindex: int, network: ipaddress.IPv4Network, scope: Scope
+    ) -> KernelEntries:
+        """Like read_entries, restricted to the keys in ``scope``, with one small
+        request per key (``ip neigh get``, ``bridge fdb get``, ``ip route get
+        fibmatch``) instead of three full dumps: what one lease event needs.
+
+        ``bridge fdb get`` shows one remote per MAC; a MAC with several is
+        set right by the periodic full pass.
+        """
+        neighbours, fdb, routes = [], [], []
+        for address in sorted(scope.addresses):
+            for message in await self._get(
+                _GONE, f"get neighbour {address}", "neigh", dst=str(address), ifindex=ifindex
+            ):
+                mac = _attr(message, "NDA_LLADDR")
+                permanent = message["state"] & NUD_PERMANENT
+                if message["ifindex"] == ifindex and permanent and mac and address in network:
+                    neighbours.append(NeighbourEntry(address, str(mac).lower()))
+        for mac in sorted(scope.macs):
+            for message in await self._get(
+                _GONE, f"get fdb {mac}", "fdb", ifindex=ifindex, lladdr=mac, flags=NTF_SELF
+            ):
+                remote = _attr(message, "NDA_DST")
+                if message["ifindex"] == ifindex and remote and ":" not in str(remote):
+                    fdb.append(FdbEntry(mac, ipaddress.IPv4Address(remote)))
+        for destination in sorted(scope.destinations):
+            for message in await self._get(
+                _NO_ROUTE, f"get route {destination}", "route",
+                dst=str(destination.network_address), flags=RTM_F_FIB_MATCH,
+            ):  # fmt: skip
+                found = _attr(message, "RTA_DST")
+                gateway = _attr(message, "RTA_GATEWAY")
+                if (
+                    found == str(destination.network_address)
+                    and message["dst_len"] == destination.prefixlen
+                    and message["table"] == RT_TABLE_MAIN
+                    and _attr(message, "RTA_OIF") == ifindex
+                    and message["proto"] != RTPROT_KERNEL
+                    and gateway
+                    and destination.subnet_of(network)
+                ):
+                    routes.append(RouteEntry(destination, ipaddress.IPv4Address(gateway)))
+        return KernelEntries(frozenset(neighbours), frozenset(fdb), frozenset(routes))
+
     # ------------------------------------------------------------ writing entries
     # Order when adding: neighbour, FDB, route (see step 2 above). The
     # reconciler's plan (agent.network.diff) already comes in that order.
@@ -451,3 +520,28 @@ class Netlink:
             dst=str(entry.destination), gateway=str(entry.gateway), oif=ifindex,
             table=RT_TABLE_MAIN,
         )  # fmt: skip
+
+    # ------------------------------------------------------------ events
+
+    async def route_events(self) -> AsyncIterator[RouteEvent]:
+        """Follow the kernel's IPv4 route announcements, as ``ip monitor route`` does.
+
+        Binds this socket to the route multicast group, so give it a Netlink
+        of its own (requests and events do not share a socket well).
+        """
+        try:
+            await self.ipr.bind(groups=RTMGRP_IPV4_ROUTE)
+        except (OSError, NetlinkError) as error:
+            raise DataplaneError(f"cannot follow route events: {error}") from error
+        while True:
+            async for message in self.ipr.get():
+                event = message.get("event")
+                if event not in ("RTM_NEWROUTE", "RTM_DELROUTE"):
+                    continue
+                destination = _attr(message, "RTA_DST") or "0.0.0.0"
+                oif = _attr(message, "RTA_OIF")
+                yield RouteEvent(
+                    "add" if event == "RTM_NEWROUTE" else "delete",
+                    ipaddress.IPv4Network(f"{destination}/{message['dst_len']}"),
+                    int(oif) if oif is not None else None,
+                )

@@ -5,6 +5,13 @@ Reads back what the kernel holds on our VXLAN device (through
 the steps in their order (neighbour, FDB, route when adding; the reverse when
 removing). Entries it does not own (see ``Netlink.read_entries``) are never
 read, so never touched.
+
+Two sizes of pass: a full one (every entry on the device: at start, after a
+re-list, and every ``--reconcile-interval``) and a scoped one for a lease
+event, which reads back only the keys that lease touches. On 20 hosts the
+full read-back is about 60 netlink messages for pyroute2 to decode per host;
+the scoped one is three, which is what keeps convergence fast when every
+host reacts to the same event on a small machine.
 """
 
 from __future__ import annotations
@@ -12,7 +19,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-from agent.network.desired import FdbEntry, KernelEntries, NeighbourEntry, RouteEntry
+from agent.network.desired import (
+    FdbEntry,
+    KernelEntries,
+    NeighbourEntry,
+    RouteEntry,
+    Scope,
+    restrict,
+)
 from agent.network.diff import Step, plan_steps
 from agent.network.netlink import Netlink
 
@@ -25,8 +39,14 @@ class Reconciler:
         self.ifindex = ifindex  # updated by the owner if the device is recreated
         self.network = network
 
-    async def reconcile(self, desired: KernelEntries) -> list[Step]:
-        actual = await self.netlink.read_entries(self.ifindex, self.network)
+    async def reconcile(self, desired: KernelEntries, scope: Scope | None = None) -> list[Step]:
+        """Everything (scope None), or only the entries whose keys are in
+        ``scope``: the leases that just changed, read back key by key."""
+        if scope is None:
+            actual = await self.netlink.read_entries(self.ifindex, self.network)
+        else:
+            actual = await self.netlink.read_entries_in(self.ifindex, self.network, scope)
+            desired = restrict(desired, scope)
         steps = plan_steps(desired, actual)
         for step in steps:
             await self.apply(step)

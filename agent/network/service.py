@@ -18,8 +18,9 @@ Then three loops run side by side until SIGTERM or SIGINT:
   is still free;
 * follow ``<prefix>/subnets/`` (list, then watch) and mark the entries dirty
   on every change;
-* reconcile: on every change at once, and every ``--reconcile-interval``
-  anyway, so entries deleted by hand come back.
+* reconcile: on every change at once (reading back just the entries that
+  change touches), and every ``--reconcile-interval`` in full anyway, so
+  entries deleted by hand come back.
 
 A clean shutdown removes the iptables rules and keeps the lease and the
 device, as flannel does (a restarted agent takes both back, and other hosts'
@@ -48,7 +49,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from agent.network.allocator import SubnetAllocator, parse_leases
-from agent.network.desired import KernelEntries, desired_entries
+from agent.network.desired import KernelEntries, desired_entries, scope_of
 from agent.network.errors import DataplaneError, NetworkError
 from agent.network.files import (
     Remembered,
@@ -120,6 +121,10 @@ class NetworkAgent:
         # lease key -> lease, as last seen in etcd (other hosts' and our own)
         self.leases: dict[str, SubnetLease] = {}
         self.have_snapshot = False
+        # Leases (old and new values) changed since the last pass: the next
+        # pass reads back only their entries, unless a full pass is due.
+        self.pending: list[SubnetLease] = []
+        self.full_pass = True
         self.dirty = asyncio.Event()
         self.reclaim = asyncio.Event()
         self.ready = asyncio.Event()
@@ -197,6 +202,7 @@ class NetworkAgent:
         if self.options.docker_opts_file is not None:
             text = render_docker_options(env, self.options.docker_opts_file.name)
             write_atomically(self.options.docker_opts_file, text)
+        self.full_pass = True
         self.dirty.set()
 
     @property
@@ -340,6 +346,7 @@ class NetworkAgent:
                 }
                 self.have_snapshot = True
                 self._check_own_key()
+                self.full_pass = True
                 self.dirty.set()
             elif isinstance(item, Change):
                 self._on_change(item)
@@ -349,18 +356,20 @@ class NetworkAgent:
                 log.info("etcd watch resumed at revision %d", item.revision)
 
     def _on_change(self, change: Change) -> None:
-        if change.value is None:
-            self.leases.pop(change.key, None)
-        else:
+        old = self.leases.pop(change.key, None)
+        if old is not None:
+            self.pending.append(old)
+        if change.value is not None:
             try:
                 lease = flannel.parse_lease(self.settings.network_prefix, change.key, change.value)
             except DiscoveryError as error:
                 log.warning("ignoring lease %s: %s", change.key, error)
-                self.leases.pop(change.key, None)
             else:
                 self.leases[change.key] = lease
+                self.pending.append(lease)
         if change.key == self._own_key():
             self._check_own_key()
+            self.full_pass = True
         self.dirty.set()
 
     def _check_own_key(self) -> None:
@@ -381,23 +390,34 @@ class NetworkAgent:
 
     async def _reconcile_loop(self) -> None:
         interval_s = self.options.reconcile_interval_s
+        loop = asyncio.get_running_loop()
+        next_full_at = loop.time() + interval_s
         while True:
-            periodic = False
-            try:
-                await asyncio.wait_for(self.dirty.wait(), timeout=interval_s)
-            except TimeoutError:
-                periodic = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.dirty.wait(), max(0.0, next_full_at - loop.time()))
+            # Due by the clock even while events keep coming.
+            periodic = loop.time() >= next_full_at
+            if periodic:
+                next_full_at = loop.time() + interval_s
             self.dirty.clear()
             if not self.have_snapshot or self.reconciler is None:
                 continue
+            scope = None
+            if not (periodic or self.full_pass):
+                scope = scope_of(self.pending)
+                if not scope:
+                    continue
+            self.full_pass = False
+            self.pending.clear()
             try:
                 if periodic:
                     await self._ensure_device()
                     await self._ensure_firewall()
-                steps = await self.reconciler.reconcile(self.desired())
+                steps = await self.reconciler.reconcile(self.desired(), scope)
                 if periodic and steps:
                     log.warning("periodic check repaired %d entries", len(steps))
             except NetworkError as error:
-                log.error("reconcile failed: %s; retrying", error)
+                log.error("reconcile failed: %s; retrying with a full pass", error)
                 await asyncio.sleep(RETRY_MIN_S)
+                self.full_pass = True
                 self.dirty.set()

@@ -206,3 +206,19 @@ def test_docker_options():
     env = parse_subnet_env(render_docker_env(ENV))
     assert env["DOCKER_OPTS"] == '" --bip=10.5.1.1/24 --ip-masq=false --mtu=1450"'
     assert render_docker_options(ENV, "docker") == render_docker_env(ENV)
+
+
+def test_a_scoped_pass_sees_only_the_changed_leases_keys():
+    from agent.network.desired import restrict, scope_of
+
+    scope = scope_of([H3])
+    assert restrict(entries(H2, H3), scope) == entries(H3)
+    assert not scope_of([])
+    # H3 gone: the scoped plan removes exactly its three entries, nothing of H2's.
+    steps = plan_steps(
+        restrict(desired_entries(OWN, [H2], NETWORK), scope), restrict(entries(H2, H3), scope)
+    )
+    assert [step.action for step in steps] == ["delete"] * 3
+    assert {step.entry for step in steps} == set(
+        entries(H3).neighbours | entries(H3).fdb | entries(H3).routes
+    )
