@@ -146,13 +146,18 @@ async def measure(
         )
         return str(container["Id"])
 
-    def start_timed(container_id: str) -> float:
+    def start_timed(container_id: str) -> tuple[float, float]:
+        """(seconds the start call took, when it returned)."""
+        began = time.monotonic()
         client.start(container_id)
-        return time.monotonic()
+        returned = time.monotonic()
+        return returned - began, returned
 
-    def stop_timed(container_id: str) -> float:
+    def stop_timed(container_id: str) -> tuple[float, float]:
+        began = time.monotonic()
         client.stop(container_id, timeout=0)
-        return time.monotonic()
+        returned = time.monotonic()
+        return returned - began, returned
 
     async with EtcdStore(settings) as store:
         watcher = Watcher(store, services_prefix(settings.prefix, settings.domain))
@@ -165,20 +170,26 @@ async def measure(
             # Latency: one container at a time.
             register_ms: list[float] = []
             deregister_ms: list[float] = []
+            start_call_ms: list[float] = []
+            stop_call_ms: list[float] = []
             for index in range(args.containers):
                 container_id = await loop.run_in_executor(pool, create, index)
                 created.append(container_id)
                 short = container_id[:12]
-                returned = await loop.run_in_executor(pool, start_timed, container_id)
+                took, returned = await loop.run_in_executor(pool, start_timed, container_id)
+                start_call_ms.append(took * 1000)
                 await watcher.wait(lambda s=short: s in watcher.seen, f"record of {short}")
                 register_ms.append((watcher.seen[short] - returned) * 1000)
             for container_id in created:
                 short = container_id[:12]
-                returned = await loop.run_in_executor(pool, stop_timed, container_id)
+                took, returned = await loop.run_in_executor(pool, stop_timed, container_id)
+                stop_call_ms.append(took * 1000)
                 await watcher.wait(lambda s=short: s in watcher.gone, f"delete of {short}")
                 deregister_ms.append((watcher.gone[short] - returned) * 1000)
             results["register_ms"] = register_ms
             results["deregister_ms"] = deregister_ms
+            results["start_call_ms"] = start_call_ms
+            results["stop_call_ms"] = stop_call_ms
 
             # Memory: many containers registered at once.
             if args.rss_containers:
@@ -271,6 +282,16 @@ def main() -> int:
     register, deregister = results["register_ms"], results["deregister_ms"]
     print(f"registration   (docker start returned -> watch saw put):    {percentiles(register)}")
     print(f"deregistration (docker stop returned  -> watch saw delete): {percentiles(deregister)}")
+    # The reference (benchmarks/README.md): the same run's Docker calls themselves.
+    start_calls, stop_calls = results["start_call_ms"], results["stop_call_ms"]
+    print(f"reference: docker start call itself:                        {percentiles(start_calls)}")
+    print(f"reference: docker stop call itself:                         {percentiles(stop_calls)}")
+    print(
+        "ratio p50 registration / docker start call: "
+        f"{statistics.median(register) / statistics.median(start_calls):.3f}; "
+        "p50 de-registration / docker stop call: "
+        f"{statistics.median(deregister) / statistics.median(stop_calls):.3f}"
+    )
     print(f"agent RSS idle: {results['rss_idle_kib'] / 1024:.1f} MiB")
     if "rss_loaded_kib" in results:
         print(
