@@ -24,12 +24,12 @@ import contextlib
 import ipaddress
 import logging
 import os
-import signal
 import socket
 
 from agent.registrator.docker_source import DockerSource
 from agent.registrator.runner import Options, Registrator
 from agent.registrator.writer import RecordWriter
+from agent.signals import stop_event
 from discovery.errors import DiscoveryError, SchemaError, SettingsError
 from discovery.lease_keeper import LeaseKeeper
 from discovery.schema import normalise_dns_label
@@ -57,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="this lab host's name in records (default: the machine's hostname)",
     )
     group.add_argument(
+        "--node-ip",
+        default=None,
+        help="this host's own address for its node record (HOST.node.<domain>); "
+        "default: --advertise-ip, else --public-ip, else the default route's source address",
+    )
+    group.add_argument(
         "--advertise-ip",
         default=None,
         help="host-address mode: register this address and the published ports, "
@@ -72,11 +78,11 @@ def host_name_from(value: str | None) -> str:
         raise SettingsError(f"--host-name: {error}") from error
 
 
-def _checked_ip(value: str) -> str:
+def _checked_ip(value: str, flag: str = "--advertise-ip") -> str:
     try:
         return str(ipaddress.ip_address(value))
     except ValueError as error:
-        raise SettingsError(f"--advertise-ip: {value!r} is not an IP address") from error
+        raise SettingsError(f"{flag}: {value!r} is not an IP address") from error
 
 
 def guess_host_address() -> str | None:
@@ -93,10 +99,15 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then remove this host's records at once."""
     node = host_name_from(getattr(args, "host_name", None))
     advertise_ip = _checked_ip(args.advertise_ip) if args.advertise_ip else None
-    host_address = advertise_ip or guess_host_address()
+    node_ip = getattr(args, "node_ip", None) or getattr(args, "public_ip", None)
+    host_address = (
+        advertise_ip
+        or (_checked_ip(node_ip, "--node-ip") if node_ip else None)
+        or guess_host_address()
+    )
     if host_address is None:
         log.warning(
-            "no host address found (no default route, no --advertise-ip): "
+            "no host address found (no --node-ip, --advertise-ip or default route): "
             "no node record is written",
             extra={"fields": {"node": node}},
         )
@@ -123,10 +134,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
         },
     )
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_event()
     tasks = [
         asyncio.create_task(keeper.run(), name="lease-keeper"),
         asyncio.create_task(writer.run(), name="etcd-writer"),
@@ -141,8 +149,6 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
                 error = task.exception()
                 raise DiscoveryError(f"{task.get_name()} stopped: {error!r}") from error
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
         stopping.cancel()
         for task in tasks:
             task.cancel()
