@@ -14,12 +14,11 @@ iptables binary, ``files``), wired together in ``service``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent.signals import stop_event
 from discovery.errors import SettingsError
 from discovery.settings import Settings
 
@@ -123,23 +122,12 @@ def options_from_args(args: argparse.Namespace) -> NetworkOptions:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> None:
-    """Run the network half until SIGTERM or cancellation (Ctrl-C cancels it
-    through asyncio.run), then shut down cleanly (see agent.network.service)."""
+    """Run the network half until SIGTERM or SIGINT (the agent's one shared
+    stop signal, agent.signals), then shut down cleanly (agent.network.service)."""
     from agent.network.service import NetworkAgent
 
     agent = NetworkAgent(options_from_args(args), settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        handled = True
-    except (NotImplementedError, RuntimeError):  # not in the main thread
-        handled = False
-    try:
-        await agent.run(stop)
-    finally:
-        if handled:
-            loop.remove_signal_handler(signal.SIGTERM)
+    await agent.run(stop_event())
 
 
 __all__ = ["add_arguments", "run"]

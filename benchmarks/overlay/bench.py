@@ -264,7 +264,7 @@ def run_lab(size: int, trials: int, iperf_duration_s: int, rounds: int, report: 
             f"- new lease -> entries on one host (all samples): {summary_ms(result['each'])}"
         )
         report.append(
-            f"- deleted lease -> entries gone on every host: {summary_ms(result['gone_all'])}"
+            f"- deleted lease -> route gone on every host: {summary_ms(result['gone_all'])}"
         )
         if rounds:
             overlay, underlay = throughput(lab, iperf_duration_s, rounds)
