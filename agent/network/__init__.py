@@ -51,10 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--docker-opts-file",
-        default=DEFAULT_DOCKER_OPTS_FILE,
         help="where to write Docker's options: daemon.json if the name ends in .json, "
-        f"else mk-docker-opts's DOCKER_OPTS env file; '' for none "
-        f"(default {DEFAULT_DOCKER_OPTS_FILE})",
+        "else mk-docker-opts's DOCKER_OPTS env file; '' for none (default: 'docker' "
+        f"beside --subnet-file, so {DEFAULT_DOCKER_OPTS_FILE})",
     )
     group.add_argument(
         "--state-dir",
@@ -106,11 +105,16 @@ def options_from_args(args: argparse.Namespace) -> NetworkOptions:
         raise SettingsError("--reconcile-interval must be a positive number of seconds")
     if args.subnet_lease_ttl < 5:
         raise SettingsError("--subnet-lease-ttl must be at least 5 seconds")
+    subnet_file = Path(args.subnet_file)
+    if args.docker_opts_file is None:  # beside subnet.env: one per host in the local lab
+        docker_opts_file: Path | None = subnet_file.parent / "docker"
+    else:
+        docker_opts_file = Path(args.docker_opts_file) if args.docker_opts_file else None
     return NetworkOptions(
         public_ip=public_ip,
         iface=args.iface or None,
-        subnet_file=Path(args.subnet_file),
-        docker_opts_file=Path(args.docker_opts_file) if args.docker_opts_file else None,
+        subnet_file=subnet_file,
+        docker_opts_file=docker_opts_file,
         state_dir=Path(args.state_dir),
         ip_masq=bool(args.ip_masq),
         release_on_exit=bool(args.release_on_exit),
