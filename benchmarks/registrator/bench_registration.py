@@ -115,13 +115,7 @@ class Watcher:
 
 
 def agent_command(docker_url: str, settings: Settings) -> list[str]:
-    try:
-        import agent.network
-
-        module = "agent.cli" if hasattr(agent.network, "add_arguments") else "agent.registrator"
-    except ImportError:
-        module = "agent.registrator"
-    cmd = [sys.executable, "-m", module, *(["services"] if module == "agent.cli" else [])]
+    cmd = [sys.executable, "-m", "agent.cli", "services"]
     cmd += ["--docker-host", docker_url, "--host-name", "bench1"]
     return [*cmd, "--lease-ttl", str(settings.lease_ttl_s)]
 

@@ -32,23 +32,6 @@ REPO = Path(__file__).resolve().parents[2]
 POLL_S = 0.05
 
 
-def agent_module() -> str:
-    """``agent.cli`` (discovery-agent) once it can build its parser, else the half alone.
-
-    agent/cli.py imports both halves to build its parser; until the network
-    half exports add_arguments, ``python -m agent.registrator`` runs the same
-    code with the same flags.
-    """
-    try:
-        import agent.network
-
-        if hasattr(agent.network, "add_arguments"):
-            return "agent.cli"
-    except ImportError:
-        pass
-    return "agent.registrator"
-
-
 @dataclass
 class AgentProcess:
     docker_url: str
@@ -59,10 +42,8 @@ class AgentProcess:
     process: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
-        module = agent_module()
-        cmd = [sys.executable, "-m", module]
-        if module == "agent.cli":
-            cmd.append("services")
+        # discovery-agent services, run by this interpreter so the repo's code is used
+        cmd = [sys.executable, "-m", "agent.cli", "services"]
         cmd += ["--docker-host", self.docker_url, "--host-name", self.host_name]
         cmd += ["--lease-ttl", str(self.settings.lease_ttl_s), "--log-level", "debug"]
         return cmd + self.extra_args
