@@ -1,0 +1,86 @@
+"""`discovery-agent run`: both halves in one process, and one SIGTERM stops both.
+
+A namespace host on a bridge (the overlay tests' recipe) runs the agent as a
+real host would, with the network half leasing a subnet and the services
+half registering a container of the session's private dockerd.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from discovery import flannel, schema
+from discovery.etcd_server import etcdctl
+from tests.fixtures.overlay_hosts import OverlayLab, agent_binary, wait_until
+from tests.prerequisites import require_binary, require_root
+
+pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.etcd, pytest.mark.docker]
+
+NETWORK_PREFIX = "/agent-run/coreos.com/network"
+RECORD_PREFIX = "/agent-run/skydns"
+CONFIG = json.dumps({"Network": "10.219.0.0/16", "Backend": {"Type": "vxlan", "VNI": 1}})
+
+
+def keys(lab: OverlayLab, prefix: str) -> list[str]:
+    return etcdctl(lab.endpoints, "get", "--prefix", "--keys-only", prefix).split()
+
+
+def test_run_starts_both_halves_and_sigterm_stops_both(docker_cleanup, tmp_path):
+    require_root()
+    require_binary("ip", "iptables", "nsenter")
+    overlay = OverlayLab(
+        underlay=ipaddress.IPv4Network("192.168.219.0/24"), prefix=f"ovr{os.getpid() % 10000}"
+    )
+    with overlay:
+        etcdctl(overlay.endpoints, "put", flannel.config_key(NETWORK_PREFIX), CONFIG)
+        host = overlay.add_host(1)
+        log = (tmp_path / "agent.log").open("wb")
+        agent = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{host.netns}", agent_binary(), "run",
+             "--public-ip", str(host.address), "--iface", "eth0",
+             "--subnet-file", str(host.subnet_file),
+             "--docker-opts-file", str(host.docker_opts_file),
+             "--state-dir", str(host.state_dir),
+             "--docker-host", docker_cleanup.url, "--host-name", "runhost",
+             "--etcd-endpoints", ",".join(overlay.endpoints),
+             "--network-prefix", NETWORK_PREFIX, "--prefix", RECORD_PREFIX,
+             "--lease-ttl", "5"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            # Network half: a lease and subnet.env.
+            wait_until(host.subnet_file.exists, 15)
+            assert len(keys(overlay, flannel.subnets_prefix(NETWORK_PREFIX))) == 1
+            # Services half: the node record (its address from --public-ip) and a container.
+            node_key = schema.node_key(RECORD_PREFIX, "lab", "runhost")
+            wait_until(lambda: node_key in keys(overlay, node_key), 15)
+            node = schema.decode_node(etcdctl(overlay.endpoints, "get", "--print-value-only",
+                                              node_key).strip())  # fmt: skip
+            assert node.host == str(host.address)
+            docker_cleanup.client.containers.run(
+                docker_cleanup.images["base"], ["sleep", "60"], detach=True,
+                labels={"discovery.service": "runsvc"},
+            )  # fmt: skip
+            service = schema.service_prefix(RECORD_PREFIX, "lab", "runsvc")
+            wait_until(lambda: keys(overlay, service), 10)
+
+            agent.send_signal(signal.SIGTERM)
+            stopped = time.monotonic()
+            assert agent.wait(timeout=10) == 0
+            assert time.monotonic() - stopped < 5
+            # Services half: records revoked at once. Network half: lease kept (as flannel).
+            assert keys(overlay, service) == []
+            assert keys(overlay, node_key) == []
+            assert len(keys(overlay, flannel.subnets_prefix(NETWORK_PREFIX))) == 1
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait()
+            log.close()
