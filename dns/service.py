@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import time
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from discovery.catalog import Catalog, follow_catalog
+from discovery.catalog import Catalog, CatalogChange, follow_catalog
 from discovery.settings import Settings
 from discovery.store import ConnectionLost, EtcdStore, WatchItem
 from dns.answers import Zone
@@ -51,6 +52,18 @@ class DnsOptions:
     metrics: tuple[str, int] | None = None
 
 
+def _freeze_after_snapshot(change: CatalogChange) -> None:
+    """Keep the catalog out of the garbage collector's full collections.
+
+    A full collection walks every tracked object: about 45 ms with 50,000
+    endpoints, a pause every query waiting behind it would see. The catalog's
+    records hold no reference cycles (reference counting frees them), so after
+    a whole snapshot is in, everything alive moves to gc's permanent generation.
+    """
+    if change.full:
+        gc.freeze()
+
+
 def _own_addresses(listen: tuple[tuple[str, int], ...]) -> tuple[str, ...]:
     """The listen addresses a client could use, for ns.<domain> (no 0.0.0.0 or ::)."""
     return tuple(host for host, _ in listen if not ipaddress.ip_address(host).is_unspecified)
@@ -64,6 +77,7 @@ class DnsService:
         self.view = IndexedCatalog(self.catalog)
         self.cache = PackedCache()
         self.catalog.subscribe(self.cache.invalidate)
+        self.catalog.subscribe(_freeze_after_snapshot)
         self.zone = Zone(settings.domain, settings.record_ttl_s, _own_addresses(options.listen))
         forwarder = (
             Forwarder(options.upstreams, options.forward_timeout_s) if options.upstreams else None
