@@ -7,6 +7,7 @@
     lab exec HOST -- CMD...                  run CMD in HOST's namespace
     lab shell HOST                           a shell there, DOCKER_HOST set
     lab images                               the lab's image names
+    lab exercises | check NN                 the exercises, and checking one you did
 
 Like ``docker-machine env``, ``eval $(discoveryctl lab env host2)`` points the
 docker CLI at host2's daemon.
@@ -22,13 +23,15 @@ import shlex
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from discovery.errors import DiscoveryError
 from discovery.lab.demo import run_demo
+from discovery.lab.exercises import all_exercises, find_exercise, run_check
 from discovery.lab.plan import DEFAULT_LAB_NAME, DEFAULT_UNDERLAY, LabPlan, PlanError, plan_lab
 from discovery.lab.runner import Lab, pid_runs
-from discovery.lab.state import LabState, load_state, state_file
+from discovery.lab.state import LabState, load_state, state_file, state_root
 
 
 class LabCommandError(DiscoveryError):
@@ -37,7 +40,11 @@ class LabCommandError(DiscoveryError):
 
 def add_lab_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     lab = commands.add_parser("lab", help="bring up and inspect the local multi-host lab")
-    lab.add_argument("--name", default=DEFAULT_LAB_NAME, help="lab name (default: lab)")
+    lab.add_argument(
+        "--name",
+        default=os.environ.get("DISCOVERY_LAB_NAME", DEFAULT_LAB_NAME),
+        help="lab name (default: $DISCOVERY_LAB_NAME, else lab)",
+    )
     verbs = lab.add_subparsers(dest="lab_command", required=True, parser_class=parser_class)
     up = verbs.add_parser("up", help="create (or grow) the lab")
     up.add_argument("--hosts", type=int, default=None, help="number of hosts (default 3)")
@@ -63,6 +70,10 @@ def add_lab_commands(commands: Any, parser_class: type[argparse.ArgumentParser])
     execute.add_argument("host")
     execute.add_argument("argv", nargs=argparse.REMAINDER)
     verbs.add_parser("images", help="the lab image names")
+    verbs.add_parser("exercises", help="list the exercises in labs/exercises")
+    verbs.add_parser("check", help="check an exercise you did (e.g. lab check 03)").add_argument(
+        "number"
+    )
 
 
 def plan_from_state(state: LabState | None, name: str) -> LabPlan:
@@ -89,6 +100,18 @@ def _host(state: LabState, name: str) -> Any:
         known = ", ".join(sorted(state.hosts))
         raise LabCommandError(f"no host {name!r} in lab {state.name!r} (hosts: {known})")
     return state.hosts[name]
+
+
+def lab_environment(state: LabState) -> dict[str, str]:
+    """What an exercise check (or a learner's shell) needs to find this lab."""
+    tools = str(Path(sys.executable).parent)
+    return {
+        **_host_env(state, state.active_host),
+        "LAB_NAME": state.name,
+        "DISCOVERY_LAB_NAME": state.name,
+        "DISCOVERY_LAB_STATE": str(state_root()),
+        "PATH": f"{tools}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",
+    }
 
 
 def _host_env(state: LabState, host_name: str) -> dict[str, str]:
@@ -135,7 +158,20 @@ def run_lab_command(args: argparse.Namespace) -> int:
         Lab(plan_from_state(state, name), say=lambda text: print(text, flush=True)).down(state)
         print(f"lab {name!r} is down")
         return 0
+    if verb == "exercises":
+        for exercise in all_exercises():
+            print(f"{exercise.number}  {exercise.title}  ({exercise.readme})")
+        return 0
     state = _require_state(name)
+    if verb == "check":
+        exercise = find_exercise(args.number)
+        result = run_check(exercise, lab_environment(state))
+        sys.stdout.write(result.stdout + result.stderr)
+        if result.returncode == 0:
+            print(f"exercise {exercise.number} ({exercise.title}): done")
+        else:
+            print(f"exercise {exercise.number} ({exercise.title}): not done yet")
+        return 0 if result.returncode == 0 else 1
     if verb == "demo":
         run_demo(state, say=lambda text: print(text, flush=True))
         return 0

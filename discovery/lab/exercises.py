@@ -1,0 +1,95 @@
+"""The lab exercises: where they are, the steps in their READMEs, and running their checks.
+
+Each exercise is a folder ``labs/exercises/NN-slug/`` with
+
+* ``README.md`` for the learner. Commands the learner types are fenced as
+  ``sh step`` blocks; the end-to-end tests run exactly those blocks, in order,
+  so the text cannot drift from what works;
+* ``check``, an executable that looks at the lab and exits 0 when the
+  exercise was done, or prints what is missing, in plain words, and exits 1.
+
+``discoveryctl lab check NN`` runs the check with the lab's environment.
+Finding and parsing is pure; ``run_check`` is the one function that runs
+anything.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from discovery.errors import DiscoveryError
+
+EXERCISES_DIR = Path(__file__).resolve().parents[2] / "labs" / "exercises"
+CHECK_TIMEOUT_S = 60
+_FOLDER_RE = re.compile(r"^(\d\d)-[a-z0-9-]+$")
+_STEP_RE = re.compile(r"^```sh step\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+class ExerciseError(DiscoveryError):
+    pass
+
+
+@dataclass(frozen=True)
+class Exercise:
+    number: str  # "01"
+    folder: Path
+
+    @property
+    def title(self) -> str:
+        for line in self.readme.read_text().splitlines():
+            if line.startswith("# "):
+                return line[2:].strip()
+        return self.folder.name
+
+    @property
+    def readme(self) -> Path:
+        return self.folder / "README.md"
+
+    @property
+    def check(self) -> Path:
+        return self.folder / "check"
+
+    def steps(self) -> list[str]:
+        return steps_in(self.readme.read_text())
+
+
+def steps_in(markdown: str) -> list[str]:
+    """The ```sh step blocks of a README, in order."""
+    return [block.strip() for block in _STEP_RE.findall(markdown)]
+
+
+def all_exercises(root: Path = EXERCISES_DIR) -> list[Exercise]:
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in sorted(root.iterdir()):
+        match = _FOLDER_RE.match(folder.name)
+        if match and folder.is_dir():
+            found.append(Exercise(match.group(1), folder))
+    return found
+
+
+def find_exercise(number: str, root: Path = EXERCISES_DIR) -> Exercise:
+    wanted = number.zfill(2)
+    for exercise in all_exercises(root):
+        if exercise.number == wanted:
+            return exercise
+    known = ", ".join(e.number for e in all_exercises(root)) or "none"
+    raise ExerciseError(f"no exercise {number!r} (exercises: {known})")
+
+
+def run_check(exercise: Exercise, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    if not os.access(exercise.check, os.X_OK):
+        raise ExerciseError(f"exercise {exercise.number} has no executable check")
+    return subprocess.run(
+        [str(exercise.check)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        cwd=exercise.folder,
+        timeout=CHECK_TIMEOUT_S,
+    )
