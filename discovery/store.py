@@ -174,6 +174,7 @@ class EtcdStore:
             parse_endpoint(endpoint)
         self._current = 0
         self._client: _Client | None = None
+        self._connect_lock = asyncio.Lock()
 
     # ------------------------------------------------------------ plumbing
 
@@ -198,10 +199,14 @@ class EtcdStore:
                 log.debug("closing etcd client: %r", error)
 
     async def _connected_client(self) -> _Client:
-        if self._client is None:
-            self._client = self._new_client(self.endpoints[self._current])
-            await self._client.connect()
-        return self._client
+        # One connect at a time: a client is published only once connected, so
+        # concurrent first requests never use one that is still connecting.
+        async with self._connect_lock:
+            if self._client is None:
+                client = self._new_client(self.endpoints[self._current])
+                await client.connect()
+                self._client = client
+            return self._client
 
     @property
     def current_endpoint(self) -> str:

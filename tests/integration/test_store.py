@@ -163,3 +163,11 @@ async def test_watch_follows_a_member_that_moves_in_a_cluster(tmp_path):
                 seen.append(await next_item(items))
             assert seen[-1] == Change(prefix + "k", b"v", seen[-1].revision)
             await items.aclose()
+
+
+async def test_a_burst_of_concurrent_first_requests_all_land(etcd_settings):
+    async with EtcdStore(etcd_settings) as store:
+        keys = [f"{etcd_settings.prefix}/burst/{n}" for n in range(200)]
+        await asyncio.gather(*(store.put(key, b"x") for key in keys))
+        items, _ = await store.get_prefix(f"{etcd_settings.prefix}/burst/")
+        assert sorted(items) == sorted(keys)
