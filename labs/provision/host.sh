@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Provisioning, step 2 of 2, for one Vagrant VM of the lab: systemd units for
+# etcd (on the etcd hosts), the agent's network half, dockerd from the lease, the
+# agent's services half and the DNS server, in the local lab's order:
+#
+#   etcd -> discovery-agent-network (lease, /run/flannel/subnet.env, VXLAN)
+#        -> docker (daemon.json from the lease: bip, mtu, dns at the bridge address,
+#                   search service.lab)
+#        -> discovery-agent-services -> discovery-dns (bridge address, port 53)
+#
+# The units are rendered by discovery/lab/provision.py (one code path, unit-tested).
+#
+#   labs/provision/host.sh --host-name host1 --ip 192.168.56.11 \
+#       --etcd-members etcd1=192.168.56.11,etcd2=192.168.56.12,etcd3=192.168.56.13 \
+#       [--write-overlay-config] [--render-only]
+#
+# --write-overlay-config: this host writes flannel's network config into etcd
+#   (the Vagrantfile gives it to the last etcd host, when etcd can have quorum).
+# --render-only: find the interface and write the files, start nothing (tests).
+# LAB_VENV (default /opt/discovery-venv) and LAB_ETC (default /etc) move things.
+set -euo pipefail
+venv=${LAB_VENV:-/opt/discovery-venv}
+etc=${LAB_ETC:-/etc}
+py="$venv/bin/python"
+name="" ip="" members="" write_config=no render_only=no
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --host-name) name=${2:?}; shift 2 ;;
+        --ip) ip=${2:?}; shift 2 ;;
+        --etcd-members) members=${2:?}; shift 2 ;;
+        --write-overlay-config) write_config=yes; shift ;;
+        --render-only) render_only=yes; shift ;;
+        *) usage ;;
+    esac
+done
+if [ -z "$name" ] || [ -z "$ip" ] || [ -z "$members" ]; then usage; fi
+
+# By address, never by name: the first NIC of a VirtualBox VM is NAT, 10.0.2.15 on every VM.
+iface=$("$py" -m discovery.lab.provision iface --address "$ip")
+echo "provision: $name: private network $ip is on $iface"
+"$py" -m discovery.lab.provision render --host-name "$name" --ip "$ip" --iface "$iface" \
+    --etcd-members "$members" --venv "$venv" --root "$etc"
+[ "$render_only" = yes ] && exit 0
+
+units=(discovery-agent-network.service docker.service discovery-agent-services.service
+       discovery-dns.service discovery-lab-images.service)
+[ -f "$etc/systemd/system/discovery-etcd.service" ] && units=(discovery-etcd.service "${units[@]}")
+
+systemctl daemon-reload
+# docker.io started dockerd at install with its own 172.17.0.1/16 bridge. Stop it and
+# delete that bridge, so the lease's bip takes its place (as flannel's guides do).
+if [ ! -f /run/discovery-lab/daemon.json ]; then
+    systemctl stop docker.socket docker.service || true
+    ip link delete docker0 2>/dev/null || true
+fi
+systemctl enable "${units[@]}"
+# --no-block: with three etcd members, etcd has no quorum until host2 is up, and the
+# chain waits on it; the units keep retrying (Restart=always) until it has.
+for unit in "${units[@]}"; do
+    systemctl restart --no-block "$unit"
+done
+
+endpoints=$(echo "$members" | sed -E 's|[A-Za-z0-9]+=([0-9.]+)|http://\1:2379|g')
+if [ "$write_config" = yes ]; then
+    config=$("$py" -m discovery.lab.provision overlay-config)
+    echo "provision: waiting for etcd ($endpoints) to write the overlay config"
+    for _ in $(seq 120); do
+        if current=$("$venv/bin/etcdctl" --endpoints "$endpoints" --dial-timeout 2s \
+                get --print-value-only /coreos.com/network/config 2>/dev/null); then
+            if [ -z "$current" ]; then
+                "$venv/bin/etcdctl" --endpoints "$endpoints" put /coreos.com/network/config "$config"
+                echo "provision: overlay config written: $config"
+            else
+                echo "provision: overlay config already there: $current"
+            fi
+            break
+        fi
+        sleep 2
+    done
+fi
+
+# Bounded wait for the DNS server, which comes last; not fatal (etcd may lack quorum yet).
+for _ in $(seq 60); do
+    if [ -f /run/discovery-lab/host.env ]; then
+        listen=$(sed -n 's/^LAB_DNS_LISTEN=//p' /run/discovery-lab/host.env)
+        if dig +time=1 +tries=1 +short "@${listen%:*}" lab SOA 2>/dev/null | grep -q .; then
+            echo "provision: $name is up: lease $(sed -n 's/^FLANNEL_SUBNET=//p' /run/flannel/subnet.env), DNS on $listen"
+            exit 0
+        fi
+    fi
+    sleep 2
+done
+echo "provision: $name is not up yet; it will come up once etcd has quorum" \
+     "(systemctl status ${units[*]})"
