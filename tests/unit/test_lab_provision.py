@@ -1,0 +1,141 @@
+"""The Vagrant VMs' provisioning renderers (discovery.lab.provision): pure, no I/O."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import tomllib
+
+import pytest
+
+from agent.network import subnet_env as agent_subnet_env
+from discovery import flannel
+from discovery.lab import provision
+from discovery.settings import resolve_settings
+
+MEMBERS3 = "etcd1=192.168.56.11,etcd2=192.168.56.12,etcd3=192.168.56.13"
+
+# `ip -j -4 addr show` on a VirtualBox VM: NAT first (the same on every VM), then the lab.
+IP_ADDR_JSON = json.dumps(
+    [
+        {"ifname": "lo", "addr_info": [{"family": "inet", "local": "127.0.0.1", "prefixlen": 8}]},
+        {"ifname": "enp0s3", "addr_info": [{"family": "inet", "local": "10.0.2.15"}]},
+        {"ifname": "enp0s8", "addr_info": [{"family": "inet", "local": "192.168.56.12"}]},
+    ]
+)
+
+
+def host(name: str = "host1", ip: str = "192.168.56.11", members: str = MEMBERS3):
+    return provision.HostSpec(
+        name=name,
+        ip=ipaddress.IPv4Address(ip),
+        iface="enp0s8",
+        etcd=provision.parse_etcd_members(members),
+    )
+
+
+def test_parse_etcd_members() -> None:
+    peers = provision.parse_etcd_members(MEMBERS3)
+    assert [p.name for p in peers] == ["etcd1", "etcd2", "etcd3"]
+    assert peers[1].client_url == "http://192.168.56.12:2379"
+    assert peers[2].peer_url == "http://192.168.56.13:2380"
+
+
+@pytest.mark.parametrize(
+    "text", ["", "etcd1", "etcd1=300.1.1.1", "etcd1=1.2.3.4,etcd1=1.2.3.5", "a=1.2.3.4,b=1.2.3.4"]
+)
+def test_parse_etcd_members_refuses(text: str) -> None:
+    with pytest.raises(provision.ProvisionError):
+        provision.parse_etcd_members(text)
+
+
+def test_interface_by_address_skips_the_nat_interface() -> None:
+    assert provision.interface_holding("192.168.56.12", IP_ADDR_JSON) == "enp0s8"
+    assert provision.interface_holding("10.0.2.15", IP_ADDR_JSON) == "enp0s3"
+    with pytest.raises(provision.ProvisionError, match=r"no interface holds 192\.168\.56\.99"):
+        provision.interface_holding("192.168.56.99", IP_ADDR_JSON)
+
+
+@pytest.mark.parametrize("ip_masq", [True, False])
+def test_docker_config_agrees_with_the_agents_docker_options(ip_masq: bool) -> None:
+    env = agent_subnet_env.SubnetEnv(
+        network=ipaddress.IPv4Network("10.5.0.0/16"),
+        subnet=ipaddress.IPv4Network("10.5.7.0/24"),
+        mtu=1450,
+        ip_masq=ip_masq,
+    )
+    values = provision.parse_subnet_env(agent_subnet_env.render_subnet_env(env))
+    config = provision.docker_daemon_config(values, "lab")
+    # What the agent itself would put in daemon.json, plus the lab's DNS settings,
+    # which the local lab passes to dockerd as --dns and --dns-search.
+    assert config == {
+        **agent_subnet_env.docker_options(env),
+        "dns": ["10.5.7.1"],
+        "dns-search": ["service.lab"],
+    }
+    assert provision.render_host_env(values) == "LAB_DNS_LISTEN=10.5.7.1:53\n"
+    assert json.loads(provision.render_docker_config(values)) == config
+
+
+def test_docker_config_refuses_a_subnet_env_without_a_lease() -> None:
+    with pytest.raises(provision.ProvisionError):
+        provision.docker_daemon_config({"FLANNEL_NETWORK": "10.5.0.0/16"})
+
+
+def test_an_etcd_host_gets_an_etcd_unit_for_its_own_member() -> None:
+    files = provision.render_all(host("host2", "192.168.56.12"))
+    unit = files["systemd/system/discovery-etcd.service"]
+    assert "--name etcd2" in unit
+    assert "--listen-peer-urls http://192.168.56.12:2380" in unit
+    assert (
+        "--initial-cluster etcd1=http://192.168.56.11:2380,etcd2=http://192.168.56.12:2380,"
+        "etcd3=http://192.168.56.13:2380" in unit
+    )
+    assert "/opt/discovery-venv/bin/etcd " in unit
+    assert (
+        "After=network-online.target discovery-etcd.service"
+        in files["systemd/system/discovery-agent-network.service"]
+    )
+
+
+def test_a_host_beyond_the_etcd_members_runs_no_etcd() -> None:
+    files = provision.render_all(host("host5", "192.168.56.15"))
+    assert "systemd/system/discovery-etcd.service" not in files
+    assert "discovery-etcd.service" not in files["systemd/system/discovery-agent-network.service"]
+
+
+def test_the_network_agent_binds_to_the_private_network() -> None:
+    unit = provision.render_network_unit(host("host3", "192.168.56.13"))
+    assert "--public-ip 192.168.56.13 --iface enp0s8" in unit
+    assert "--subnet-file /run/flannel/subnet.env" in unit
+
+
+def test_units_are_ordered_lease_docker_services_dns() -> None:
+    files = provision.render_all(host())
+    drop_in = files["systemd/system/docker.service.d/discovery-lab.conf"]
+    assert "After=discovery-agent-network.service" in drop_in
+    assert "ExecStartPre=/opt/discovery-venv/bin/python -m discovery.lab.provision" in drop_in
+    assert "--config-file /run/discovery-lab/daemon.json" in drop_in
+    services = files["systemd/system/discovery-agent-services.service"]
+    assert "After=docker.service" in services and "Requires=docker.service" in services
+    assert "--host-name host1 \\\n  --node-ip 192.168.56.11" in services
+    dns = files["systemd/system/discovery-dns.service"]
+    assert "After=docker.service discovery-agent-services.service" in dns
+    assert "--listen ${LAB_DNS_LISTEN}" in dns
+
+
+def test_config_toml_gives_discoveryctl_the_lab_settings() -> None:
+    text = provision.render_all(host())["discovery/config.toml"]
+    settings = resolve_settings({}, {}, tomllib.loads(text))
+    assert settings.etcd_endpoints == (
+        "http://192.168.56.11:2379",
+        "http://192.168.56.12:2379",
+        "http://192.168.56.13:2379",
+    )
+    assert settings.domain == "lab"
+    assert settings.lease_ttl_s == provision.LEASE_TTL_S
+
+
+def test_overlay_config_is_flannels() -> None:
+    config = flannel.parse_network_config(provision.overlay_config())
+    assert str(config.network) == "10.5.0.0/16"
