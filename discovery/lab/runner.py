@@ -360,6 +360,7 @@ class Lab:
                     stop_process(record)
             for host_state in state.hosts.values():
                 if host_state.docker_state_dir:
+                    remove_containers(host_state.docker_url)
                     self.say(f"-- stopping dockerd on {host_state.name}")
                     DockerDaemon(
                         name=host_state.name,
@@ -373,6 +374,22 @@ class Lab:
         topology.remove_bridge(self.plan)
         topology.remove_forward_rules(self.plan)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def remove_containers(docker_url: str) -> None:
+    """Force-remove a daemon's containers before stopping it.
+
+    A container whose first process ignores SIGTERM (`sleep`, a shell) would
+    otherwise make dockerd wait out its stop timeout on shutdown, host by host.
+    Best effort: a daemon that no longer answers is stopped anyway.
+    """
+    env = {**os.environ, "DOCKER_HOST": docker_url}
+    listed = subprocess.run(
+        ["docker", "ps", "-aq"], capture_output=True, text=True, env=env, timeout=30
+    )
+    ids = listed.stdout.split()
+    if listed.returncode == 0 and ids:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, env=env, timeout=60)
 
 
 def _tail(path: str, lines: int = 4) -> str:
