@@ -36,7 +36,7 @@ from discovery import flannel
 from discovery.dockerd import DockerDaemon
 from discovery.errors import DiscoveryError
 from discovery.etcd_server import EtcdMember
-from discovery.lab import topology
+from discovery.lab import provision, topology
 from discovery.lab.plan import DNS_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, HostPlan, LabPlan
 from discovery.lab.state import HostState, LabState, ProcessRecord, lab_dir, save_state
 from discovery.settings import Settings
@@ -57,15 +57,6 @@ def _tool(name: str) -> str:
     """A console script of this project, beside the running Python first."""
     beside = Path(sys.executable).parent / name
     return str(beside) if beside.exists() else (shutil.which(name) or name)
-
-
-def read_subnet_env(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        key, sep, value = line.strip().partition("=")
-        if sep and not key.startswith("#"):
-            values[key] = value
-    return values
 
 
 def pid_runs(record: ProcessRecord) -> bool:
@@ -248,11 +239,7 @@ class Lab:
             except DiscoveryError as error:
                 owner = member_host.name if member_host else "lab"
                 raise LabError("etcd", owner, str(error)) from error
-        config = (
-            f'{{"Network": "{self.plan.overlay}", "SubnetLen": 24, '
-            '"Backend": {"Type": "vxlan", "VNI": 1, "Port": 8472}}'
-        )
-        flannel.parse_network_config(config)  # our own config must be valid
+        config = provision.overlay_config(str(self.plan.overlay))
         asyncio.run(self._put(flannel.config_key(self.settings.network_prefix), config.encode()))
         self.say(f"   overlay config written: {config}")
 
@@ -278,7 +265,7 @@ class Lab:
             marker="network",
         )  # fmt: skip
         self._wait("network agent", host.name, subnet_file.exists, network)
-        env = read_subnet_env(subnet_file)
+        env = provision.parse_subnet_env(subnet_file.read_text())
         host_state.subnet = env["FLANNEL_SUBNET"]
         host_state.mtu = int(env["FLANNEL_MTU"])
         host_state.dns_ip = host_state.subnet.split("/")[0]
