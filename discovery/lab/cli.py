@@ -108,8 +108,6 @@ def lab_environment(state: LabState) -> dict[str, str]:
     return {
         **_host_env(state, state.active_host),
         "LAB_NAME": state.name,
-        "DISCOVERY_LAB_NAME": state.name,
-        "DISCOVERY_LAB_STATE": str(state_root()),
         "PATH": f"{tools}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",
     }
 
@@ -120,6 +118,8 @@ def _host_env(state: LabState, host_name: str) -> dict[str, str]:
         "DOCKER_HOST": host.docker_url,
         "DISCOVERY_ETCD_ENDPOINTS": ",".join(state.etcd_endpoints),
         "LAB_HOST": host.name,
+        "DISCOVERY_LAB_NAME": state.name,
+        "DISCOVERY_LAB_STATE": str(state_root()),
     }
 
 

@@ -273,7 +273,9 @@ class Lab:
 
         self.say(f"-- {host.name}: dockerd --bip {host_state.subnet} --mtu {host_state.mtu}")
         daemon = DockerDaemon(
-            name=host.name,
+            # The namespace's name is unique per lab, and so then is the daemon's
+            # containerd namespace: stopping one lab never touches another's shims.
+            name=host.netns,
             state_dir=host_dir / "docker",
             netns=host.netns,
             bip=host_state.subnet,
@@ -350,7 +352,7 @@ class Lab:
                     remove_containers(host_state.docker_url)
                     self.say(f"-- stopping dockerd on {host_state.name}")
                     DockerDaemon(
-                        name=host_state.name,
+                        name=host_state.netns,
                         state_dir=Path(host_state.docker_state_dir),
                         netns=host_state.netns,
                     ).remove()
