@@ -195,3 +195,13 @@ def parse_lease(network_prefix: str, key: str, raw: bytes | str) -> SubnetLease:
     if not isinstance(backend_type, str):
         raise SchemaError(f"lease {subnet}: BackendType must be a string")
     return SubnetLease(subnet, public_ip, mac.lower(), vni, backend_type)
+
+
+def parse_subnet_env(text: str) -> dict[str, str]:
+    """The KEY=value lines of a flannel subnet.env (FLANNEL_SUBNET, FLANNEL_MTU ...)."""
+    values = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key and not key.startswith("#"):
+            values[key.strip()] = value.strip()
+    return values

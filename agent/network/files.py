@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.network.errors import NetworkError
-from agent.network.subnet_env import parse_subnet_env, subnet_from_env
+from agent.network.subnet_env import subnet_from_env
+from discovery.flannel import parse_subnet_env
 
 log = logging.getLogger(__name__)
 STATE_FILE_NAME = "state.json"

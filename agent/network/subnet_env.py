@@ -44,15 +44,6 @@ def render_subnet_env(env: SubnetEnv) -> str:
     )
 
 
-def parse_subnet_env(text: str) -> dict[str, str]:
-    values = {}
-    for line in text.splitlines():
-        key, sep, value = line.strip().partition("=")
-        if sep and key and not key.startswith("#"):
-            values[key.strip()] = value.strip()
-    return values
-
-
 def subnet_from_env(values: dict[str, str]) -> ipaddress.IPv4Network | None:
     """The subnet a previous subnet.env recorded (flannel's memory across
     restarts), or None if there is none or it does not parse."""

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from discovery.flannel import parse_subnet_env
 from discovery.lab.plan import DNS_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT
 
 DEFAULT_VENV = "/opt/discovery-venv"
@@ -134,15 +135,6 @@ def interface_holding(address: str, ip_addr_json: str) -> str:
 
 
 # ------------------------------------------------------------ docker options from the lease
-
-
-def parse_subnet_env(text: str) -> dict[str, str]:
-    values = {}
-    for line in text.splitlines():
-        key, sep, value = line.strip().partition("=")
-        if sep and key and not key.startswith("#"):
-            values[key.strip()] = value.strip()
-    return values
 
 
 def docker_daemon_config(subnet_env: Mapping[str, str], domain: str = "lab") -> dict[str, Any]:

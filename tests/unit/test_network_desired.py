@@ -18,13 +18,12 @@ from agent.network.iptables_rules import chains_for
 from agent.network.subnet_env import (
     SubnetEnv,
     bip,
-    parse_subnet_env,
     render_docker_env,
     render_docker_options,
     render_subnet_env,
     subnet_from_env,
 )
-from discovery.flannel import SubnetLease
+from discovery.flannel import SubnetLease, parse_subnet_env
 
 N = ipaddress.IPv4Network
 A = ipaddress.IPv4Address
