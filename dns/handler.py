@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields
 from dnslib import CLASS, QTYPE, RCODE, DNSRecord
 
 from dns.answers import Zone, resolve
-from dns.cache import PackedCache, pack_answer
+from dns.cache import Entry, PackedCache, pack_answer
 from dns.forwarder import Forwarder
 from dns.view import IndexedCatalog
 from dns.wire import (
@@ -69,6 +69,20 @@ class Stats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def _patched_reply(
+    data: bytes, entry: Entry, name_end: int, limit: int, tcp: bool, stats: Stats
+) -> bytes:
+    """A packed answer with this query's id, RD bit and question bytes (0x20 case as
+    asked); the truncated variant when it does not fit the client's UDP size."""
+    variant = next(entry[0])
+    reply = data[:2] + variant[data[2] & FLAG_RD] + data[12:name_end] + variant[2]
+    if tcp or len(reply) <= limit:
+        return reply
+    stats.truncated += 1
+    variant = entry[1]
+    return data[:2] + variant[data[2] & FLAG_RD] + data[12:name_end] + variant[2]
+
+
 class QueryHandler:
     def __init__(
         self,
@@ -101,13 +115,7 @@ class QueryHandler:
                 entry = self.cache.entries.get(key)
                 if entry is not None:
                     stats.cache_hits += 1
-                    variant = next(entry[0])
-                    reply = data[:2] + variant[data[2] & FLAG_RD] + data[12:name_end] + variant[2]
-                    if tcp or len(reply) <= limit:
-                        return reply
-                    stats.truncated += 1
-                    variant = entry[1]
-                    return data[:2] + variant[data[2] & FLAG_RD] + data[12:name_end] + variant[2]
+                    return _patched_reply(data, entry, name_end, limit, tcp, stats)
             return self._slow(data, tcp, shape)
         except Exception:
             stats.handler_errors += 1
@@ -177,13 +185,7 @@ class QueryHandler:
             )
             if entry is not None:
                 self.cache.put(key, entry, answer.depends_on)
-                variant = next(entry[0])
-                reply = data[:2] + variant[data[2] & FLAG_RD] + data[12:name_end] + variant[2]
-                if tcp or len(reply) <= limit:
-                    return reply
-                stats.truncated += 1
-                variant = entry[1]
-                return data[:2] + variant[data[2] & FLAG_RD] + data[12:name_end] + variant[2]
+                return _patched_reply(data, entry, name_end, limit, tcp, stats)
         header = query.header
         reply = build_message(
             question.qname,
