@@ -10,9 +10,11 @@ them and flannel's tools read them::
         {"PublicIP": "192.168.100.11", "BackendType": "vxlan",
          "BackendData": {"VNI": 1, "VtepMAC": "7a:1b:..."}}
 
-Defaults follow flannel: SubnetLen 24 (half the network when the network is a
-/24 or smaller), SubnetMin the second subnet, SubnetMax the last one. Pure:
-parsing, encoding and the arithmetic those defaults need.
+Defaults and checks follow flannel's (pkg/subnet/config.go): SubnetLen 24
+when the Network is a /22 or larger, else the Network's length + 2; SubnetMin
+the second subnet (the first is never leased), SubnetMax the last one.
+``screen_leases`` decides which leases may reach the kernel. Pure: parsing,
+encoding, checking, and the arithmetic the defaults need.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from discovery.errors import SchemaError
+from discovery.jsonvalue import load_json_object
 
 DEFAULT_VNI = 1
 DEFAULT_VXLAN_PORT = 8472
@@ -96,22 +100,35 @@ def _network_field(data: dict[str, Any], name: str, length: int | None = None) -
         raise SchemaError(f"network config: {name} {text!r}: {error}") from error
 
 
+def default_subnet_len(network: ipaddress.IPv4Network) -> int:
+    """flannel's rule: a /24 per host when the Network is a /22 or larger, else a
+    quarter of the Network (the first subnet is never leased, so four is the
+    fewest that leaves more than two)."""
+    return 24 if network.prefixlen <= 22 else network.prefixlen + 2
+
+
 def parse_network_config(raw: bytes | str) -> NetworkConfig:
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SchemaError(f"network config is not JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise SchemaError("network config must be a JSON object")
+    """flannel's config, with flannel's defaults and checks (pkg/subnet/config.go)."""
+    data = load_json_object(raw, "network config")
     network = _network_field(data, "Network")
-    default_len = 24 if network.prefixlen < 24 else network.prefixlen + 1
-    subnet_len = _field(data, "SubnetLen", int, default_len)
-    if not network.prefixlen < subnet_len <= 30:
-        raise SchemaError(
-            f"network config: SubnetLen {subnet_len} must be longer than the Network's "
-            f"/{network.prefixlen} and at most 30"
-        )
+    if data.get("SubnetLen") not in (None, 0) or data.get("SubnetLen") is False:
+        subnet_len = _field(data, "SubnetLen", int)
+        if subnet_len > 30:
+            raise SchemaError(f"network config: SubnetLen {subnet_len} must be at most 30")
+        if subnet_len < network.prefixlen + 2:
+            raise SchemaError(
+                f"network config: SubnetLen {subnet_len} leaves fewer than four subnets in "
+                f"Network {network}; use /{network.prefixlen + 2} or longer"
+            )
+    else:
+        if network.prefixlen > 28:
+            raise SchemaError(
+                f"network config: Network {network} is too small; the smallest is a /28"
+            )
+        subnet_len = default_subnet_len(network)
     subnet_size = 2 ** (32 - subnet_len)
+    # flannel never leases the first subnet: its network address would be the
+    # Network's own, which some tools take for the whole Network.
     first = ipaddress.IPv4Network(f"{network.network_address + subnet_size}/{subnet_len}")
     last = ipaddress.IPv4Network(
         f"{network.network_address + network.num_addresses - subnet_size}/{subnet_len}"
@@ -168,33 +185,104 @@ def encode_lease_value(lease: SubnetLease) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
+def _shown(value: Any, limit: int = 40) -> str:
+    """A value for an error message: repr, cut short (values come from anyone)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def parse_lease(network_prefix: str, key: str, raw: bytes | str) -> SubnetLease:
+    """A lease as written: well-formed key and fields. Whether it fits the
+    network config, and the other leases, is ``screen_leases``'s question."""
     subnet = parse_subnet_key(network_prefix, key)
+    data = load_json_object(raw, f"lease {subnet}")
+    text = data.get("PublicIP")
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SchemaError(f"lease {subnet}: value is not JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise SchemaError(f"lease {subnet}: value must be a JSON object")
-    try:
-        public_ip = ipaddress.IPv4Address(data.get("PublicIP"))
+        if not isinstance(text, str):
+            raise ValueError("not a string")
+        public_ip = ipaddress.IPv4Address(text)
     except ValueError as error:
-        raise SchemaError(
-            f"lease {subnet}: PublicIP {data.get('PublicIP')!r} is invalid"
-        ) from error
+        raise SchemaError(f"lease {subnet}: PublicIP {_shown(text)} is invalid") from error
     backend_data = data.get("BackendData")
     if not isinstance(backend_data, dict):
         raise SchemaError(f"lease {subnet}: BackendData must be a JSON object")
     mac = backend_data.get("VtepMAC")
     if not isinstance(mac, str) or not _MAC_RE.match(mac.lower()):
-        raise SchemaError(f"lease {subnet}: BackendData.VtepMAC {mac!r} is not a MAC address")
+        raise SchemaError(f"lease {subnet}: BackendData.VtepMAC {_shown(mac)} is not a MAC address")
     vni = backend_data.get("VNI", DEFAULT_VNI)
-    if isinstance(vni, bool) or not isinstance(vni, int):
-        raise SchemaError(f"lease {subnet}: BackendData.VNI must be an integer")
+    if isinstance(vni, bool) or not isinstance(vni, int) or not 0 < vni < 2**24:
+        raise SchemaError(f"lease {subnet}: BackendData.VNI must be an integer 1..16777215")
     backend_type = data.get("BackendType", "vxlan")
     if not isinstance(backend_type, str):
         raise SchemaError(f"lease {subnet}: BackendType must be a string")
-    return SubnetLease(subnet, public_ip, mac.lower(), vni, backend_type)
+    return SubnetLease(subnet, public_ip, mac.lower(), vni, backend_type[:32])
+
+
+# Addresses no host can send VXLAN from: "this network", loopback, multicast,
+# and the reserved block with the limited broadcast address.
+_NOT_UNICAST = tuple(
+    ipaddress.IPv4Network(text)
+    for text in ("0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4")
+)
+
+
+def lease_problem(config: NetworkConfig, lease: SubnetLease) -> str | None:
+    """Why this lease must not be programmed under ``config``, or None if it may.
+
+    The key already parsed as an aligned network (``parse_subnet_key``); here
+    it must also be one subnet of the Network, of SubnetLen, and carry a
+    PublicIP and VtepMAC a real host could have, on this backend and VNI.
+    """
+    subnet = lease.subnet
+    if not subnet.subnet_of(config.network):
+        return f"subnet {subnet} is outside Network {config.network}"
+    if subnet.prefixlen != config.subnet_len:
+        return f"subnet {subnet} is not a /{config.subnet_len} (the config's SubnetLen)"
+    if lease.backend_type != config.backend_type:
+        return f"BackendType {_shown(lease.backend_type)} is not {config.backend_type!r}"
+    if lease.vni != config.vni:
+        return f"VNI {lease.vni} is not the config's VNI {config.vni}"
+    ip = lease.public_ip
+    if any(ip in block for block in _NOT_UNICAST):
+        return f"PublicIP {ip} is not a unicast host address"
+    if ip in config.network:
+        return f"PublicIP {ip} lies inside the overlay Network {config.network}"
+    first_octet = int(lease.vtep_mac[:2], 16)
+    if first_octet & 1 or lease.vtep_mac == "00:00:00:00:00:00":
+        return f"VtepMAC {lease.vtep_mac} is not a unicast MAC address"
+    return None
+
+
+def screen_leases(
+    config: NetworkConfig, leases: Mapping[str, SubnetLease]
+) -> tuple[dict[str, SubnetLease], dict[str, str]]:
+    """Split leases (by key) into those that may be programmed and the rest, with why.
+
+    Besides each lease's own checks (``lease_problem``), leases that share a
+    VtepMAC are all refused until only one is left: the kernel sends a MAC to
+    one place only, and guessing which claim is real could send one host's
+    traffic to another. (Overlapping subnets cannot pass ``lease_problem``:
+    every kept lease is an aligned subnet of the one SubnetLen, each under its
+    own key.)
+    """
+    problems: dict[str, str] = {}
+    fitting: dict[str, SubnetLease] = {}
+    for key, lease in leases.items():
+        problem = lease_problem(config, lease)
+        if problem is None:
+            fitting[key] = lease
+        else:
+            problems[key] = problem
+    by_mac: dict[str, list[str]] = {}
+    for key, lease in fitting.items():
+        by_mac.setdefault(lease.vtep_mac, []).append(key)
+    for mac, keys in by_mac.items():
+        if len(keys) > 1:
+            for key in keys:
+                others = ", ".join(str(fitting[k].subnet) for k in keys if k != key)
+                problems[key] = f"VtepMAC {mac} is also claimed by {others}"
+    valid = {key: lease for key, lease in fitting.items() if key not in problems}
+    return valid, problems
 
 
 def parse_subnet_env(text: str) -> dict[str, str]:

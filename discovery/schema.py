@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from discovery.errors import SchemaError
+from discovery.jsonvalue import load_json_object
 
 # Docker's health states, plus "passing" for containers without a HEALTHCHECK
 # (Consul's word) and "paused" for paused containers.
@@ -258,16 +259,6 @@ def validate_endpoint(endpoint: Endpoint) -> None:
     _check_time("registered_at", endpoint.registered_at)
 
 
-def _decode_object(raw: bytes | str, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SchemaError(f"{what} value is not JSON: {error}") from error
-    if not isinstance(value, dict):
-        raise SchemaError(f"{what} value must be a JSON object, got {type(value).__name__}")
-    return value
-
-
 def encode_endpoint(endpoint: Endpoint) -> bytes:
     data = asdict(endpoint)
     data["tags"] = list(endpoint.tags)
@@ -298,7 +289,7 @@ _ENDPOINT_REQUIRED = ("service", "host")
 
 
 def decode_endpoint(raw: bytes | str) -> Endpoint:
-    data = _decode_object(raw, "endpoint")
+    data = load_json_object(raw, "endpoint")
     for name in _ENDPOINT_REQUIRED:
         if name not in data:
             raise SchemaError(f"endpoint value has no {name!r} field")
@@ -329,7 +320,7 @@ def encode_node(node: Node) -> bytes:
 
 
 def decode_node(raw: bytes | str) -> Node:
-    data = _decode_object(raw, "node")
+    data = load_json_object(raw, "node")
     for name in ("node", "host"):
         if not isinstance(data.get(name), str):
             raise SchemaError(f"node value has no string {name!r} field")

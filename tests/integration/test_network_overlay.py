@@ -343,9 +343,10 @@ def test_subnet_exhaustion_ends_the_agent_with_one_clear_error(lab):
     prefix = "/overlay-full/coreos.com/network"
     etcdctl(
         lab.endpoints, "put", f"{prefix}/config",
-        '{"Network": "10.214.0.0/23", "SubnetMin": "10.214.0.0", "Backend": {"VNI": 9}}',
+        '{"Network": "10.214.0.0/22", "SubnetMin": "10.214.0.0", "Backend": {"VNI": 9}}',
     )  # fmt: skip
-    for third, mac in ((0, "0e:00:00:00:00:aa"), (1, "0e:00:00:00:00:bb")):
+    for third in range(4):
+        mac = f"0e:00:00:00:00:a{third}"
         other = flannel.SubnetLease(
             ipaddress.IPv4Network(f"10.214.{third}.0/24"),
             ipaddress.IPv4Address(f"192.168.213.{200 + third}"),
@@ -365,6 +366,6 @@ def test_subnet_exhaustion_ends_the_agent_with_one_clear_error(lab):
     )  # fmt: skip
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("discovery-agent: no free subnet: all 2 /24 subnets")
+    assert last.startswith("discovery-agent: no free subnet: all 4 /24 subnets")
     assert "flannel.9" not in sh("ip", "-n", host.netns, "link")
     assert not (host.work_dir / "full.env").exists()

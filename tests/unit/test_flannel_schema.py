@@ -19,9 +19,27 @@ def test_config_defaults_follow_flannel():
     assert (config.backend_type, config.vni, config.port) == ("vxlan", 1, 8472)
 
 
-def test_small_network_gets_half_sized_subnets():
-    config = flannel.parse_network_config(b'{"Network": "10.5.0.0/24"}')
-    assert config.subnet_len == 25
+@pytest.mark.parametrize(
+    ("network", "subnet_len", "subnet_min", "subnet_max"),
+    [
+        # flannel (pkg/subnet/config.go): a /24 per host from a /22 up ...
+        ("10.5.0.0/22", 24, "10.5.1.0/24", "10.5.3.0/24"),
+        # ... else the Network's length + 2, the first subnet never leased
+        ("10.5.0.0/23", 25, "10.5.0.128/25", "10.5.1.128/25"),
+        ("10.5.0.0/24", 26, "10.5.0.64/26", "10.5.0.192/26"),
+        ("10.5.0.0/28", 30, "10.5.0.4/30", "10.5.0.12/30"),
+    ],
+)
+def test_default_subnet_len_and_range_are_flannels(network, subnet_len, subnet_min, subnet_max):
+    config = flannel.parse_network_config(json.dumps({"Network": network}))
+    assert config.subnet_len == subnet_len
+    assert config.subnet_min == ipaddress.IPv4Network(subnet_min)
+    assert config.subnet_max == ipaddress.IPv4Network(subnet_max)
+
+
+def test_subnet_len_zero_means_the_default_as_in_flannel():
+    config = flannel.parse_network_config(b'{"Network": "10.5.0.0/16", "SubnetLen": 0}')
+    assert config.subnet_len == 24
 
 
 def test_config_round_trips():
@@ -33,8 +51,12 @@ def test_config_round_trips():
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        ("not json", "not JSON"),
+        ("not json", "not valid JSON"),
         ("{}", "Network is missing"),
+        ('{"Network": "10.5.0.0/29"}', "too small; the smallest is a /28"),
+        ('{"Network": "10.5.0.0/24", "SubnetLen": 25}', "fewer than four subnets"),
+        ('{"Network": "10.5.0.0/16", "SubnetLen": 31}', "at most 30"),
+        ('{"Network": "10.5.0.0/16", "SubnetMin": "10.5.1.7"}', "SubnetMin"),
         ('{"Network": 5}', "Network must be str"),
         ('{"Network": "10.5.0.0/33"}', "Network"),
         ('{"Network": "10.5.0.0/16", "SubnetLen": 12}', "SubnetLen 12"),
@@ -93,8 +115,14 @@ def test_lease_value_is_flannels_json_and_parses_back():
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        ("{", "not JSON"),
+        ("{", "not valid JSON"),
         ('{"PublicIP": "x", "BackendData": {}}', "PublicIP 'x'"),
+        ('{"PublicIP": 3232235531, "BackendData": {}}', "PublicIP 3232235531 is invalid"),
+        ("[" * 50_000, "nests too deeply"),
+        ('{"PublicIP": ' + "9" * 5001 + "}", "a number of 5001 characters"),
+        ('{"PublicIP": "10.0.0.1", "BackendData": {"VtepMAC": "' + "a" * 70_000 + '"}}', "bytes"),
+        (b'{"PublicIP": "\xff"}', "not UTF-8"),
+        ('{"PublicIP": NaN}', "NaN is not a JSON number"),
         ('{"PublicIP": "10.0.0.1", "BackendData": 3}', "BackendData must be"),
         ('{"PublicIP": "10.0.0.1", "BackendData": {"VtepMAC": "zz"}}', "VtepMAC 'zz'"),
     ],
@@ -102,3 +130,54 @@ def test_lease_value_is_flannels_json_and_parses_back():
 def test_bad_lease_values_are_rejected(raw, reason):
     with pytest.raises(SchemaError, match=reason):
         flannel.parse_lease(NET, f"{NET}/subnets/10.5.1.0-24", raw)
+
+
+# ---------------------------------------------------------------- screening
+
+
+CONFIG = flannel.parse_network_config(b'{"Network": "10.5.0.0/16"}')
+
+
+def lease(subnet: str, public_ip: str = "192.168.100.12", mac: str = "7a:00:00:00:00:02", **kw):
+    return flannel.SubnetLease(
+        ipaddress.IPv4Network(subnet), ipaddress.IPv4Address(public_ip), mac, **kw
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        # the example: a lease for the whole Network, programmed as a route
+        (lease("10.5.0.0/16", "192.168.100.99"), "not a /24"),
+        (lease("10.6.1.0/24"), "outside Network 10.5.0.0/16"),
+        (lease("10.5.1.0/25"), "not a /24"),
+        (lease("10.5.2.0/24", vni=2), "VNI 2 is not the config's VNI 1"),
+        (lease("10.5.2.0/24", backend_type="udp"), "BackendType 'udp'"),
+        (lease("10.5.2.0/24", "0.0.0.0"), "PublicIP 0.0.0.0 is not a unicast"),
+        (lease("10.5.2.0/24", "127.0.0.1"), "not a unicast"),
+        (lease("10.5.2.0/24", "224.0.0.5"), "not a unicast"),
+        (lease("10.5.2.0/24", "255.255.255.255"), "not a unicast"),
+        (lease("10.5.2.0/24", "10.5.9.9"), "inside the overlay Network"),
+        (lease("10.5.2.0/24", mac="01:00:5e:00:00:01"), "not a unicast MAC"),
+        (lease("10.5.2.0/24", mac="00:00:00:00:00:00"), "not a unicast MAC"),
+    ],
+)
+def test_a_lease_that_does_not_fit_the_config_is_refused_with_its_reason(bad, reason):
+    good = lease("10.5.1.0/24", "192.168.100.11", "7a:00:00:00:00:01")
+    valid, problems = flannel.screen_leases(CONFIG, {"good": good, "bad": bad})
+    assert valid == {"good": good}
+    assert reason in problems["bad"]
+
+
+def test_leases_sharing_a_vtep_mac_are_all_refused_until_one_is_left():
+    one = lease("10.5.1.0/24", "192.168.100.11", "7a:00:00:00:00:09")
+    two = lease("10.5.2.0/24", "192.168.100.12", "7a:00:00:00:00:09")
+    three = lease("10.5.3.0/24", "192.168.100.13", "7a:00:00:00:00:03")
+    valid, problems = flannel.screen_leases(CONFIG, {"1": one, "2": two, "3": three})
+    assert valid == {"3": three}
+    assert problems == {
+        "1": "VtepMAC 7a:00:00:00:00:09 is also claimed by 10.5.2.0/24",
+        "2": "VtepMAC 7a:00:00:00:00:09 is also claimed by 10.5.1.0/24",
+    }
+    valid, problems = flannel.screen_leases(CONFIG, {"1": one, "3": three})
+    assert (valid, problems) == ({"1": one, "3": three}, {})

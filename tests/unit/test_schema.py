@@ -46,7 +46,11 @@ def test_ipv6_endpoint_round_trips():
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        (b"{not json", "not JSON"),
+        (b"{not json", "not valid JSON"),
+        (b"[" * 50_000, "nests too deeply"),
+        (b'{"service": "web", "host": "10.0.0.1", "port": ' + b"9" * 5001 + b"}", "5001 char"),
+        (b'{"service": "web", "host": "10.0.0.1", "tags": [[[[[[[[["x"]]]]]]]]]}', "deeper than 8"),
+        (b'{"service": "web", "host": "10.0.0.1", "image": "' + b"x" * 70_000 + b'"}', "bytes"),
         (b"[1, 2]", "must be a JSON object"),
         (b'{"host": "10.0.0.1"}', "no 'service' field"),
         (b'{"service": "web"}', "no 'host' field"),
@@ -60,7 +64,8 @@ def test_ipv6_endpoint_round_trips():
         (b'{"service": "web", "host": "10.0.0.1", "tags": "v1"}', "'tags' must be list"),
         (b'{"service": "web", "host": "10.0.0.1", "tags": ["a b"]}', "tag 'a b'"),
         (b'{"service": "web", "host": "10.0.0.1", "registered_at": "yesterday"}', "ISO 8601"),
-        (b"\xff\xfe", "not JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+        (b'{"service": "\xff"}', "not UTF-8"),
     ],
 )
 def test_bad_endpoint_values_are_rejected_with_the_reason(raw, reason):
