@@ -85,7 +85,7 @@ def load_json(raw: bytes | str, what: str) -> Any:
     except UnicodeDecodeError as error:
         raise SchemaError(f"{what} value is not UTF-8: {error.reason}") from None
     except ValueError as error:  # JSONDecodeError, and the number checks above
-        raise SchemaError(f"{what} value is not valid JSON: {error}") from None
+        raise SchemaError(f"{what} value is not JSON: {error}") from None
     if nesting_depth(value) > MAX_NESTING_DEPTH:
         raise SchemaError(f"{what} value nests deeper than {MAX_NESTING_DEPTH} levels")
     return value

@@ -51,7 +51,7 @@ def test_config_round_trips():
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        ("not json", "not valid JSON"),
+        ("not json", "not JSON"),
         ("{}", "Network is missing"),
         ('{"Network": "10.5.0.0/29"}', "too small; the smallest is a /28"),
         ('{"Network": "10.5.0.0/24", "SubnetLen": 25}', "fewer than four subnets"),
@@ -115,7 +115,7 @@ def test_lease_value_is_flannels_json_and_parses_back():
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        ("{", "not valid JSON"),
+        ("{", "not JSON"),
         ('{"PublicIP": "x", "BackendData": {}}', "PublicIP 'x'"),
         ('{"PublicIP": 3232235531, "BackendData": {}}', "PublicIP 3232235531 is invalid"),
         ("[" * 50_000, "nests too deeply"),
