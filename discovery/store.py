@@ -12,7 +12,26 @@ What it adds on top of the client:
   resume from the last seen revision after a disconnect, and list again when
   etcd says that revision was compacted away. Consumers see a ``Snapshot``
   (replace everything), then ``Change`` events, and ``ConnectionLost`` /
-  ``Resumed`` markers around an outage.
+  ``Resumed`` markers around an outage. It never ends and never raises.
+
+Three rules keep a fault on one member from spreading (issue 10):
+
+* A failed request never closes a channel other requests still use: the
+  store moves to the next endpoint with a new client and closes the old one
+  when its last request has finished. gRPC cancels every request still in
+  flight on a channel that is closed, with an ``asyncio.CancelledError``
+  that would pass every ``except Exception`` and end the caller's task; one
+  that still arrives (the task itself was not cancelled) is turned into
+  ``EtcdUnavailable`` like any other lost request.
+* Only the first of several concurrent failures on the same client moves
+  to the next endpoint; the others retry on the client it chose, so a burst
+  of failures never skips a healthy member.
+* Every request carries etcd's require-leader flag (the ``hasleader``
+  metadata that etcd's own client sets with ``WithRequireLeader``): a member
+  cut off from its cluster's quorum refuses requests at once and closes its
+  watches, instead of serving old data, and the store moves on to a member
+  that has a leader. Watches run on a channel of their own, so a watch and
+  the requests made meanwhile never take each other down.
 """
 
 from __future__ import annotations
@@ -50,6 +69,8 @@ _CHANNEL_OPTIONS = {
     # for writes; this only lets big listings (and watch catch-ups) through.
     "grpc.max_receive_message_length": 512 * 1024 * 1024,
 }
+# Pause between two passes over every endpoint within one request's budget.
+CALL_RETRY_PAUSE_S = 0.2
 WATCH_RETRY_MIN_S = 0.1
 WATCH_RETRY_MAX_S = 2.0
 
@@ -93,32 +114,50 @@ class Resumed:
 WatchItem = Snapshot | Change | ConnectionLost | Resumed
 
 
-class _Client(aetcd.Client):
-    """aetcd's client, but able to open a TLS channel (aetcd only opens plain ones)."""
+# etcd's require-leader flag (rpctypes.MetadataRequireLeaderKey / MetadataHasLeader).
+_REQUIRE_LEADER = ("hasleader", "true")
 
-    def __init__(self, credentials: grpc.ChannelCredentials | None, **kwargs: Any) -> None:
+
+class _Client(aetcd.Client):
+    """aetcd's client, able to open a TLS channel (aetcd only opens plain ones),
+    sending etcd's require-leader flag with every request and watch."""
+
+    def __init__(
+        self, endpoint: str, credentials: grpc.ChannelCredentials | None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
+        self.endpoint = endpoint
         self._credentials = credentials
+        self.in_flight = 0  # requests using this client right now
+        self.retired = False  # replaced: close once in_flight drops to 0
 
     async def connect(self) -> None:
-        if self._credentials is None:
-            await super().connect()
-            return
         if self._connected.is_set():
             return
-        real_insecure_channel = aetcd.rpc.insecure_channel
-        credentials = self._credentials
-
-        def secure(target: str, options: Any = None) -> Any:
-            return aetcd.rpc.secure_channel(target, credentials, options=options)
-
-        # aetcd.Client.connect builds its channel with rpc.insecure_channel;
-        # swap in a secure one for the duration of this connect only.
-        aetcd.rpc.insecure_channel = secure
-        try:
+        if self._credentials is None:
             await super().connect()
-        finally:
-            aetcd.rpc.insecure_channel = real_insecure_channel
+        else:
+            real_insecure_channel = aetcd.rpc.insecure_channel
+            credentials = self._credentials
+
+            def secure(target: str, options: Any = None) -> Any:
+                return aetcd.rpc.secure_channel(target, credentials, options=options)
+
+            # aetcd.Client.connect builds its channel with rpc.insecure_channel;
+            # swap in a secure one for the duration of this connect only.
+            aetcd.rpc.insecure_channel = secure
+            try:
+                await super().connect()
+            finally:
+                aetcd.rpc.insecure_channel = real_insecure_channel
+        # aetcd sends self.metadata with every request; its watcher took a
+        # copy when connect built it.
+        metadata: tuple[tuple[str, str], ...] = tuple(getattr(self, "metadata", None) or ())
+        if _REQUIRE_LEADER not in metadata:
+            metadata = (*metadata, _REQUIRE_LEADER)
+        self.metadata = metadata
+        if self._watcher is not None:
+            self._watcher._metadata = metadata
 
 
 def _credentials(settings: Settings, endpoint: str) -> grpc.ChannelCredentials | None:
@@ -164,6 +203,13 @@ def _is_unreachable(error: BaseException) -> bool:
     )
 
 
+def _cancelled_by_grpc() -> bool:
+    """An asyncio.CancelledError was raised, but not because our task is being
+    cancelled: gRPC cancelled the request (its channel was closed)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() == 0
+
+
 class EtcdStore:
     """Async access to etcd for every part of the project."""
 
@@ -175,12 +221,15 @@ class EtcdStore:
         self._current = 0
         self._client: _Client | None = None
         self._connect_lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()  # retired clients being closed
+        self._closed = False
 
     # ------------------------------------------------------------ plumbing
 
     def _new_client(self, endpoint: str) -> _Client:
         host, port = parse_endpoint(endpoint)
         return _Client(
+            endpoint,
             _credentials(self.settings, endpoint),
             host=host,
             port=port,
@@ -190,14 +239,6 @@ class EtcdStore:
             options=_CHANNEL_OPTIONS,
         )
 
-    async def _drop_client(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                await asyncio.wait_for(client.close(), timeout=1)
-            except Exception as error:  # closing a broken channel may fail; it is gone anyway
-                log.debug("closing etcd client: %r", error)
-
     async def _connected_client(self) -> _Client:
         # One connect at a time: a client is published only once connected, so
         # concurrent first requests never use one that is still connecting.
@@ -206,32 +247,80 @@ class EtcdStore:
                 client = self._new_client(self.endpoints[self._current])
                 await client.connect()
                 self._client = client
-            return self._client
+            client = self._client
+            client.in_flight += 1
+            return client
+
+    def _release(self, client: _Client) -> None:
+        client.in_flight -= 1
+        if client.retired and client.in_flight == 0:
+            self._close_later(client)
+
+    def _close_later(self, client: _Client) -> None:
+        task = asyncio.get_running_loop().create_task(_close_client(client))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _fail_over(self, failed: _Client) -> None:
+        """Move to the next endpoint, unless a concurrent failure already moved
+        away from ``failed``: then the current client is a fresh one to try."""
+        if self._client is not failed:
+            return
+        self._client = None
+        self._current = (self._current + 1) % len(self.endpoints)
+        failed.retired = True
+        if failed.in_flight == 0:
+            self._close_later(failed)
 
     @property
     def current_endpoint(self) -> str:
         return self.endpoints[self._current]
 
     async def _call(self, what: str, operation: Callable[[_Client], Awaitable[T]]) -> T:
-        """Run one request, moving through the endpoints until one answers."""
-        failures = []
-        for _ in range(len(self.endpoints)):
-            endpoint = self.endpoints[self._current]
+        """Run one request, moving through the endpoints until one answers.
+
+        Every endpoint is tried at least once; while the request's own budget
+        (``request_timeout_s``) is not spent, failed passes start over after a
+        short pause, so a leader election (about a second, during which every
+        member refuses with "no leader") is waited out rather than reported.
+        """
+        failures: list[str] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.request_timeout_s
+        attempt = 0
+        while True:
+            client = await self._connected_client()
             try:
-                client = await self._connected_client()
                 return await asyncio.wait_for(
                     operation(client), timeout=self.settings.request_timeout_s + 0.5
                 )
+            except asyncio.CancelledError:
+                if not _cancelled_by_grpc():
+                    raise
+                failure = f"{client.endpoint} (request cancelled: its channel closed)"
             except Exception as error:
                 if not _is_unreachable(error):
                     raise _converted(error, what) from error
-                failures.append(f"{endpoint} ({_short(error)})")
-                await self._drop_client()
-                self._current = (self._current + 1) % len(self.endpoints)
-        raise EtcdUnavailable(f"etcd unreachable for {what}; tried {', '.join(failures)}")
+                failure = f"{client.endpoint} ({_short(error)})"
+            finally:
+                self._release(client)
+            self._fail_over(client)
+            failures.append(failure)
+            attempt += 1
+            if attempt >= len(self.endpoints) and loop.time() >= deadline:
+                break
+            if attempt % len(self.endpoints) == 0:
+                await asyncio.sleep(CALL_RETRY_PAUSE_S)
+        tried = list(dict.fromkeys(failures[-len(self.endpoints) :]))
+        raise EtcdUnavailable(f"etcd unreachable for {what}; tried {', '.join(tried)}")
 
     async def close(self) -> None:
-        await self._drop_client()
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None:
+            await _close_client(client)
+        if self._closing:
+            await asyncio.wait(set(self._closing))
 
     async def __aenter__(self) -> EtcdStore:
         return self
@@ -325,47 +414,80 @@ class EtcdStore:
     # ------------------------------------------------------------ watching
 
     async def follow_prefix(self, prefix: str) -> AsyncIterator[WatchItem]:
-        """List, then watch; resume after outages; re-list after compaction. Never ends."""
+        """List, then watch; resume after outages; re-list after compaction.
+
+        Never ends and never raises: every failure is an outage, announced
+        once with ``ConnectionLost`` (its reason) and ended with ``Resumed``
+        (or a new ``Snapshot``). The listing goes through the shared client;
+        the watch has a channel of its own, starting on the same endpoint and
+        moving through them on its own.
+        """
         revision: int | None = None  # the last revision we have handed out
         lost = False
         delay = WATCH_RETRY_MIN_S
-        while True:
-            try:
-                if revision is None:
-                    items, revision = await self.get_prefix(prefix)
-                    yield Snapshot(items, revision)
-                start = revision + 1
-
-                def open_watch(client: _Client, start: int = start) -> Awaitable[Any]:
-                    return client.watch_prefix(prefix.encode(), start_revision=start)
-
-                watch = await self._call(f"watch {prefix}", open_watch)
-                if lost:
-                    lost = False
-                    yield Resumed(revision)
-                delay = WATCH_RETRY_MIN_S
+        position = self._current
+        client: _Client | None = None
+        try:
+            while True:
                 try:
-                    async for event in watch:
-                        change = _change(event)
-                        revision = max(revision, change.revision)
-                        yield change
-                finally:
-                    await _cancel_quietly(watch)
-                # The iterator ended without an error: the stream was closed.
-                raise EtcdUnavailable("watch stream closed")
-            except (RevisionCompacted, aetcd.exceptions.RevisionCompactedError) as error:
-                log.info("watch on %s: %s; listing again", prefix, error)
-                revision = None
-            except Exception as error:
-                if not (_is_unreachable(error) or isinstance(error, EtcdUnavailable)):
-                    raise _converted(error, f"watch {prefix}") from error
+                    if revision is None:
+                        items, revision = await self.get_prefix(prefix)
+                        position = self._current
+                        yield Snapshot(items, revision)
+                        if lost:
+                            lost = False
+                            log.info("watch on %s: etcd reachable again (listed anew)", prefix)
+                    if client is None:
+                        client = self._new_client(self.endpoints[position])
+                        await client.connect()
+                    watch = await asyncio.wait_for(
+                        client.watch_prefix(prefix.encode(), start_revision=revision + 1),
+                        timeout=self.settings.request_timeout_s + 0.5,
+                    )
+                    if lost:
+                        lost = False
+                        yield Resumed(revision)
+                    delay = WATCH_RETRY_MIN_S
+                    try:
+                        async for event in watch:
+                            change = _change(event)
+                            revision = max(revision, change.revision)
+                            yield change
+                    finally:
+                        await _cancel_quietly(watch)
+                    # The iterator ended without an error: the stream was closed.
+                    raise EtcdUnavailable(f"watch stream to {client.endpoint} closed")
+                except (RevisionCompacted, aetcd.exceptions.RevisionCompactedError) as error:
+                    log.info("watch on %s: %s; listing again", prefix, error)
+                    revision = None
+                    continue
+                except asyncio.CancelledError:
+                    if not _cancelled_by_grpc():
+                        raise
+                    reason = "watch cancelled: its channel closed"
+                except Exception as error:
+                    # Unreachable, no leader, refused (permissions, a bad
+                    # request): all the same here, an outage to wait out.
+                    reason = _short(_converted(error, f"watch {prefix}"))
                 if not lost:
                     lost = True
-                    yield ConnectionLost(_short(error))
-                await self._drop_client()
-                self._current = (self._current + 1) % len(self.endpoints)
+                    yield ConnectionLost(reason)
+                if client is not None:
+                    await _close_client(client)
+                    client = None
+                position = (position + 1) % len(self.endpoints)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, WATCH_RETRY_MAX_S)
+        finally:
+            if client is not None:
+                await _close_client(client)
+
+
+async def _close_client(client: _Client) -> None:
+    try:
+        await asyncio.wait_for(client.close(), timeout=1)
+    except Exception as error:  # closing a broken channel may fail; it is gone anyway
+        log.debug("closing etcd client for %s: %r", client.endpoint, error)
 
 
 async def _cancel_quietly(watch: Any) -> None:
