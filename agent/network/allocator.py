@@ -24,7 +24,7 @@ from collections.abc import Callable
 from agent.network.errors import NetworkConfigMissing, SubnetContention
 from agent.network.subnets import choose_subnet, stale_own_leases
 from discovery import flannel
-from discovery.errors import DiscoveryError, EtcdUnavailable, SchemaError
+from discovery.errors import DiscoveryError, SchemaError
 from discovery.flannel import NetworkConfig, SubnetLease
 from discovery.store import EtcdStore, KeyValue
 
@@ -87,7 +87,7 @@ class SubnetAllocator:
         while True:
             try:
                 return await self.read_config()
-            except (SchemaError, NetworkConfigMissing, EtcdUnavailable) as error:
+            except DiscoveryError as error:  # missing, malformed, or etcd away
                 problem = str(error)
             if problem != last_problem:
                 (on_problem or _log_error)(f"{problem}; waiting for a valid config")

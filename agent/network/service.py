@@ -43,14 +43,12 @@ import contextlib
 import ipaddress
 import logging
 import random
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
-from agent.network.allocator import SubnetAllocator, parse_leases
+from agent.network.allocator import SubnetAllocator
 from agent.network.desired import KernelEntries, desired_entries, scope_of
-from agent.network.errors import DataplaneError, NetworkError
+from agent.network.errors import DataplaneError, NetworkError, SubnetContention, SubnetExhausted
 from agent.network.files import (
     Remembered,
     load_remembered,
@@ -65,13 +63,14 @@ from agent.network.reconciler import Reconciler
 from agent.network.subnet_env import SubnetEnv, render_docker_options, render_subnet_env
 from agent.network.subnets import random_vtep_mac
 from discovery import flannel
-from discovery.errors import DiscoveryError, EtcdUnavailable, LeaseLost
+from discovery.errors import DiscoveryError, LeaseLost
 from discovery.flannel import NetworkConfig, SubnetLease
+from discovery.lease_keeper import LeaseKeeper
 from discovery.settings import Settings
 from discovery.store import Change, ConnectionLost, EtcdStore, Resumed, Snapshot
+from discovery.tasks import run_until_one_ends
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 SUBNET_LEASE_TTL_S = 60
 RECONCILE_INTERVAL_S = 10.0
@@ -113,20 +112,24 @@ class NetworkAgent:
         self.allocator: SubnetAllocator | None = None
         self.config: NetworkConfig | None = None
         self.own: SubnetLease | None = None
-        self.lease_id: int | None = None
+        self.lease_id: int | None = None  # the etcd lease our subnet key is under
+        self.keeper: LeaseKeeper | None = None
         self.vtep_mac: str | None = None
         self.device_name: str | None = None
         self.reconciler: Reconciler | None = None
         self.firewall_set = False
-        # lease key -> lease, as last seen in etcd (other hosts' and our own)
+        # lease key -> lease, as last seen in etcd (other hosts' and our own),
+        # before screening against the config
         self.leases: dict[str, SubnetLease] = {}
+        # lease key -> why it is not programmed; each is logged once
+        self.unparsed: dict[str, str] = {}  # not a lease at all
+        self.refused: dict[str, str] = {}  # a lease that does not fit the config
         self.have_snapshot = False
         # Leases (old and new values) changed since the last pass: the next
         # pass reads back only their entries, unless a full pass is due.
         self.pending: list[SubnetLease] = []
         self.full_pass = True
         self.dirty = asyncio.Event()
-        self.reclaim = asyncio.Event()
         self.ready = asyncio.Event()
 
     # ------------------------------------------------------------ lifecycle
@@ -150,10 +153,23 @@ class NetworkAgent:
 
     async def _serve(self) -> None:
         await self._start()
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._keep_lease(), name="network-lease")
-            tasks.create_task(self._follow_leases(), name="network-watch")
-            tasks.create_task(self._reconcile_loop(), name="network-reconcile")
+        assert self.lease_id is not None
+        self.keeper = LeaseKeeper(
+            self.store,
+            self.options.subnet_lease_ttl_s,
+            self._claim_under,
+            name="network",
+            lease_id=self.lease_id,
+        )
+        # None of these ends while the agent runs; if one does anyway, the
+        # agent says which and exits 1 rather than run on half alive.
+        await run_until_one_ends(
+            {
+                "network-lease": self.keeper.run(),
+                "network-watch": self._follow_leases(),
+                "network-reconcile": self._reconcile_loop(),
+            }
+        )
 
     async def _start(self) -> None:
         options = self.options
@@ -176,10 +192,7 @@ class NetworkAgent:
         )
         save_remembered(options.state_dir, Remembered(remembered.subnet, self.vtep_mac))
 
-        self.lease_id = await self._with_retries("grant etcd lease", self._grant)
-        self.own = await self.allocator.acquire(
-            self.config, self.lease_id, self.vtep_mac, remembered.subnet
-        )
+        self.own = await self._first_claim(remembered.subnet)
         await self._apply_own_lease()
         self.ready.set()
         log.info(
@@ -187,8 +200,31 @@ class NetworkAgent:
             self.own.subnet, self.device_name, self.vtep_mac,
         )  # fmt: skip
 
-    async def _grant(self) -> int:
-        return await self.store.grant_lease(self.options.subnet_lease_ttl_s)
+    async def _first_claim(self, remembered: ipaddress.IPv4Network | None) -> SubnetLease:
+        """Grant an etcd lease and claim a subnet under it, waiting out etcd outages.
+
+        No free subnet (or losing every race for one) ends the start-up with
+        that one error: nothing can come of waiting, and nothing is set up yet.
+        """
+        assert self.allocator and self.config and self.vtep_mac
+        delay_s, waiting = RETRY_MIN_S, False
+        while True:
+            try:
+                if self.lease_id is None:
+                    self.lease_id = await self.store.grant_lease(self.options.subnet_lease_ttl_s)
+                return await self.allocator.acquire(
+                    self.config, self.lease_id, self.vtep_mac, remembered
+                )
+            except (SubnetExhausted, SubnetContention):
+                raise
+            except DiscoveryError as error:
+                if isinstance(error, LeaseLost):
+                    self.lease_id = None
+                if not waiting:
+                    log.warning("cannot claim a subnet yet: %s; retrying until etcd answers", error)
+                    waiting = True
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, RETRY_MAX_S)
 
     async def _apply_own_lease(self) -> None:
         """Device, address, rules, files: everything that follows from our lease."""
@@ -261,7 +297,10 @@ class NetworkAgent:
     async def _release(self) -> None:
         if self.lease_id is not None:
             try:
-                await self.store.revoke_lease(self.lease_id)  # deletes our lease key
+                if self.keeper is not None:
+                    await self.keeper.revoke()  # deletes our lease key
+                else:
+                    await self.store.revoke_lease(self.lease_id)
                 log.info("shutdown: released lease %s", self.own.subnet if self.own else "-")
             except DiscoveryError as error:
                 log.warning("shutdown: could not revoke the etcd lease: %s", error)
@@ -276,58 +315,28 @@ class NetworkAgent:
 
     # ------------------------------------------------------------ keeping the lease
 
-    async def _keep_lease(self) -> None:
-        """Refresh the etcd lease every TTL/3; claim again when it or our key is lost."""
-        interval_s = max(self.options.subnet_lease_ttl_s / 3, 0.5)
-        wait_s, delay_s = interval_s, RETRY_MIN_S
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.reclaim.wait(), timeout=wait_s)
-            try:
-                if self.reclaim.is_set():
-                    self.reclaim.clear()
-                    await self._claim_again(new_etcd_lease=False)
-                else:
-                    assert self.lease_id is not None
-                    await self.store.keep_alive(self.lease_id)
-                wait_s, delay_s = interval_s, RETRY_MIN_S
-            except LeaseLost as error:
-                log.error("LOST the subnet lease: %s; claiming again", error)
-                await self._with_retries(
-                    "claim again", lambda: self._claim_again(new_etcd_lease=True)
-                )
-                wait_s, delay_s = interval_s, RETRY_MIN_S
-            except EtcdUnavailable as error:
-                # Try again soon: an outage shorter than the TTL costs nothing.
-                log.warning("cannot refresh the subnet lease: %s", error)
-                wait_s, delay_s = delay_s, min(delay_s * 2, RETRY_MAX_S)
+    async def _claim_under(self, lease_id: int) -> None:
+        """The lease keeper's callback: our subnet key under ``lease_id``.
 
-    async def _claim_again(self, new_etcd_lease: bool) -> None:
+        Called with a new etcd lease after the old one was lost, and with the
+        same lease when our key vanished or another host took it. The same
+        subnet when it is still free or ours, else a new one (and then the
+        device, rules and files follow it). Errors go back to the keeper,
+        which keeps the lease alive and calls again.
+        """
         assert self.allocator and self.config and self.own and self.vtep_mac
-        if new_etcd_lease:
-            self.lease_id = await self._grant()
-        assert self.lease_id is not None
-        if await self.allocator.renew(self.own, self.lease_id):
-            log.warning("claimed %s again", self.own.subnet)
+        self.lease_id = lease_id
+        if await self.allocator.renew(self.own, lease_id):
+            log.warning("claimed %s again under etcd lease %x", self.own.subnet, lease_id)
             return
         old = self.own
-        self.own = await self.allocator.acquire(self.config, self.lease_id, self.vtep_mac, None)
+        self.own = await self.allocator.acquire(self.config, lease_id, self.vtep_mac, None)
         log.error(
             "subnet %s was taken by another host; now holding %s. Containers on this "
             "host need Docker restarted with the new subnet.env",
             old.subnet, self.own.subnet,
         )  # fmt: skip
         await self._apply_own_lease()
-
-    async def _with_retries(self, what: str, action: Callable[[], Awaitable[T]]) -> T:
-        delay_s = RETRY_MIN_S
-        while True:
-            try:
-                return await action()
-            except (EtcdUnavailable, LeaseLost) as error:
-                log.warning("%s: %s; retrying in %.1f s", what, error, delay_s)
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, RETRY_MAX_S)
 
     # ------------------------------------------------------------ following leases
 
@@ -339,11 +348,11 @@ class NetworkAgent:
     async def _follow_leases(self) -> None:
         async for item in self.store.follow_prefix(self.subnets_prefix):
             if isinstance(item, Snapshot):
-                parsed = parse_leases(self.settings.network_prefix, item.items)
-                self.leases = {
-                    flannel.subnet_key(self.settings.network_prefix, subnet): lease
-                    for subnet, (lease, _) in parsed.items()
-                }
+                self.leases = {}
+                unparsed = dict(self.unparsed)
+                self.unparsed = {}
+                for key, kv in item.items.items():
+                    self._parse_into_leases(key, kv.value, unparsed.get(key))
                 self.have_snapshot = True
                 self._check_own_key()
                 self.full_pass = True
@@ -359,18 +368,28 @@ class NetworkAgent:
         old = self.leases.pop(change.key, None)
         if old is not None:
             self.pending.append(old)
+        logged = self.unparsed.pop(change.key, None)
         if change.value is not None:
-            try:
-                lease = flannel.parse_lease(self.settings.network_prefix, change.key, change.value)
-            except DiscoveryError as error:
-                log.warning("ignoring lease %s: %s", change.key, error)
-            else:
-                self.leases[change.key] = lease
+            lease = self._parse_into_leases(change.key, change.value, logged)
+            if lease is not None:
                 self.pending.append(lease)
         if change.key == self._own_key():
             self._check_own_key()
             self.full_pass = True
         self.dirty.set()
+
+    def _parse_into_leases(self, key: str, value: bytes, logged: str | None) -> SubnetLease | None:
+        """Parse one value under the subnets prefix into ``leases``, or log why not
+        (unless ``logged`` already said the same)."""
+        try:
+            lease = flannel.parse_lease(self.settings.network_prefix, key, value)
+        except DiscoveryError as error:
+            if str(error) != logged:
+                log.error("not programming lease %s: %s", key, error)
+            self.unparsed[key] = str(error)
+            return None
+        self.leases[key] = lease
+        return lease
 
     def _check_own_key(self) -> None:
         """Our lease key must exist and carry our PublicIP; else claim again."""
@@ -380,13 +399,36 @@ class NetworkAgent:
         holder = self.leases.get(key)
         if holder is None or self.own is None or holder.public_ip != self.own.public_ip:
             log.error("our lease %s is gone or taken over in etcd; claiming again", key)
-            self.reclaim.set()
+            if self.keeper is not None:
+                self.keeper.request_rewrite()
 
     # ------------------------------------------------------------ reconciling
 
-    def desired(self) -> KernelEntries:
+    def screened(self) -> dict[str, SubnetLease]:
+        """The leases that may reach the kernel; each newly refused one logged once.
+
+        Returns them, and sets ``full_pass`` when the refused set changed: a
+        lease refused for sharing a VtepMAC is freed by a change to another
+        key, which the incremental scope would not cover.
+        """
+        assert self.config is not None
+        valid, refused = flannel.screen_leases(self.config, self.leases)
+        for key, why in refused.items():
+            if self.refused.get(key) != why:
+                log.error("not programming lease %s: %s", key, why)
+        for key in self.refused.keys() - refused.keys():
+            if key in self.leases:
+                log.warning("lease %s is valid now; programming it", key)
+        if refused != self.refused:
+            self.full_pass = True
+        self.refused = refused
+        return valid
+
+    def desired(self, valid: dict[str, SubnetLease] | None = None) -> KernelEntries:
         assert self.own is not None and self.config is not None
-        return desired_entries(self.own, self.leases.values(), self.config.network)
+        if valid is None:
+            valid = self.screened()
+        return desired_entries(self.own, valid.values(), self.config.network)
 
     async def _reconcile_loop(self) -> None:
         interval_s = self.options.reconcile_interval_s
@@ -402,6 +444,7 @@ class NetworkAgent:
             self.dirty.clear()
             if not self.have_snapshot or self.reconciler is None:
                 continue
+            valid = self.screened()
             scope = None
             if not (periodic or self.full_pass):
                 scope = scope_of(self.pending)
@@ -413,7 +456,7 @@ class NetworkAgent:
                 if periodic:
                     await self._ensure_device()
                     await self._ensure_firewall()
-                steps = await self.reconciler.reconcile(self.desired(), scope)
+                steps = await self.reconciler.reconcile(self.desired(valid), scope)
                 if periodic and steps:
                     log.warning("periodic check repaired %d entries", len(steps))
             except NetworkError as error:

@@ -35,6 +35,7 @@ from discovery.lease_keeper import LeaseKeeper
 from discovery.schema import normalise_dns_label
 from discovery.settings import Settings
 from discovery.store import EtcdStore
+from discovery.tasks import run_until_one_ends
 
 log = logging.getLogger(__name__)
 
@@ -135,24 +136,26 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
     )
 
     stop = stop_event()
-    tasks = [
-        asyncio.create_task(keeper.run(), name="lease-keeper"),
-        asyncio.create_task(writer.run(), name="etcd-writer"),
-        asyncio.create_task(registrator.follow_docker(), name="docker-follower"),
-    ]
+    # These loops only end by failing; run_until_one_ends says which and why.
+    serving = asyncio.create_task(
+        run_until_one_ends(
+            {
+                "lease-keeper": keeper.run(),
+                "etcd-writer": writer.run(),
+                "docker-follower": registrator.follow_docker(),
+            }
+        ),
+        name="services",
+    )
     stopping = asyncio.create_task(stop.wait(), name="stop-signal")
     try:
-        done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not stopping:
-                # These loops only end by failing; say why instead of hanging on.
-                error = task.exception()
-                raise DiscoveryError(f"{task.get_name()} stopped: {error!r}") from error
+        await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if serving.done():
+            serving.result()
     finally:
-        stopping.cancel()
-        for task in tasks:
+        for task in (serving, stopping):
             task.cancel()
-        await asyncio.wait(tasks)
+        await asyncio.gather(serving, stopping, return_exceptions=True)
         await registrator.close()
         # Revoking the lease deletes every record under it in one request.
         try:

@@ -237,6 +237,71 @@ async def test_entries_the_agent_does_not_own_are_left_alone(lab):
         host.run("ip", "neigh", "del", "10.99.0.1", "dev", DEVICE, check=False)
 
 
+def _lease_json(public_ip: str, mac: str) -> str:
+    return json.dumps(
+        {"PublicIP": public_ip, "BackendType": "vxlan", "BackendData": {"VtepMAC": mac, "VNI": 1}}
+    )
+
+
+async def test_hostile_values_under_the_subnets_prefix_reach_no_kernel_and_stop_no_agent(lab):
+    await all_converged(lab)
+    victim = lease_of(lab, lab.hosts[1])
+    assert victim is not None
+    subnets = f"{PREFIX}/subnets"
+    hostile = {
+        # Each would once have killed every agent, or reached every kernel.
+        f"{subnets}/10.213.200.0-24": "[" * 50_000,
+        f"{subnets}/10.213.201.0-24": '{"PublicIP": "192.168.213.91", "N": ' + "9" * 5001 + "}",
+        f"{subnets}/10.213.202.0-24": "not json at all",
+        f"{subnets}/10.213.0.0-16": _lease_json("192.168.213.92", "0e:bb:00:00:00:01"),
+        f"{subnets}/10.213.203.0-24": _lease_json("127.0.0.1", "0e:bb:00:00:00:02"),
+        f"{subnets}/10.213.204.0-24": _lease_json("192.168.213.93", "01:00:5e:00:00:01"),
+        # A second claim to host1's VtepMAC: neither may be programmed.
+        f"{subnets}/10.213.205.0-24": _lease_json("192.168.213.94", victim.vtep_mac),
+    }
+    refused = [ipaddress.IPv4Network(key.rsplit("/", 1)[1].replace("-", "/")) for key in hostile]
+    for key, value in hostile.items():
+        etcdctl(lab.endpoints, "put", key, value)
+    try:
+        others = [lab.hosts[2], lab.hosts[3]]
+
+        async def screened() -> bool:
+            for host in others:
+                _, entries, _ = await kernel(host)
+                routed = {route.destination for route in entries.routes}
+                if victim.subnet in routed or routed & set(refused):
+                    return False
+                if victim.vtep_mac in {entry.mac for entry in entries.fdb}:
+                    return False
+            return all(
+                all(f"not programming lease {key}" in h.log_path.read_text() for key in hostile)
+                for h in others
+            )
+
+        await eventually(screened, 10, "hostile leases refused on every host")
+        # And they stay refused: a few reconcile passes later, still one log line each.
+        await asyncio.sleep(2.5)
+        assert await screened()
+        for host in (lab.hosts[1], *others):
+            assert host.process is not None and host.process.poll() is None, host.log_tail()
+            text = host.log_path.read_text()
+            assert "Traceback" not in text
+        for host in others:
+            text = host.log_path.read_text().split("--- start")[-1]
+            for key in hostile:
+                assert text.count(f"not programming lease {key}:") == 1, (key, host.log_tail())
+        # An agent that starts while they are there starts and ignores them.
+        assert lab.stop_agent(lab.hosts[2]) == 0
+        lab.start_agent(lab.hosts[2], PREFIX)
+        await eventually(lambda: _restarted(lab.hosts[2]), 20, "a restart among hostile leases")
+        await eventually(screened, 10, "hostile leases refused after a restart")
+    finally:
+        for key in hostile:
+            etcdctl(lab.endpoints, "del", key)
+    # Once the twin claim is gone, host1 is routed to again.
+    await all_converged(lab)
+
+
 async def test_a_fourth_host_joins_and_every_host_learns_it(lab):
     await all_converged(lab)
     host = lab.add_host(4)
