@@ -25,8 +25,10 @@ import ipaddress
 import logging
 import os
 import socket
+from pathlib import Path
 
 from agent.registrator.docker_source import DockerSource
+from agent.registrator.lease_file import DEFAULT_STATE_DIR, lease_file_path
 from agent.registrator.runner import Options, Registrator
 from agent.registrator.writer import RecordWriter
 from agent.signals import stop_event
@@ -62,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="this host's own address for its node record (HOST.node.<domain>); "
         "default: --advertise-ip, else --public-ip, else the default route's source address",
+    )
+    group.add_argument(
+        "--services-state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="where the agent keeps its etcd lease ids, to tell its own records from "
+        f"others' after a restart (default {DEFAULT_STATE_DIR})",
     )
     group.add_argument(
         "--advertise-ip",
@@ -113,7 +122,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
             extra={"fields": {"node": node}},
         )
     store = EtcdStore(settings)
-    writer = RecordWriter(store, settings, node, host_address)
+    lease_file = lease_file_path(args.services_state_dir, node, args.docker_host)
+    writer = RecordWriter(store, settings, node, host_address, lease_file)
     keeper = LeaseKeeper(store, settings.lease_ttl_s, writer.on_new_lease, name=f"services {node}")
     docker = DockerSource(args.docker_host)
     registrator = Registrator(

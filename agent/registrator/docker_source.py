@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_REQUEST_TIMEOUT_S = 10.0
+# Docker 20.10's API (Debian 12's docker.io); every later daemon speaks it too.
+DOCKER_API_VERSION = "1.41"
 # Inspects run in parallel at start-up and after a reconnect (one per
 # container); more threads than this only queue up on a 2-core lab VM.
 DEFAULT_WORKER_THREADS = 8
@@ -100,10 +102,15 @@ class DockerSource:
             # A fixed API version: "auto" would ask the daemon at construction,
             # and the agent must start (and wait) while Docker is still down.
             self._api = docker.APIClient(
-                base_url=url, timeout=request_timeout_s, max_pool_size=worker_threads + 2
+                base_url=url,
+                version=DOCKER_API_VERSION,
+                timeout=request_timeout_s,
+                max_pool_size=worker_threads + 2,
             )
             # The event stream holds its connection open for ever: its own client.
-            self._events_api = docker.APIClient(base_url=url, timeout=None)
+            self._events_api = docker.APIClient(
+                base_url=url, version=DOCKER_API_VERSION, timeout=None
+            )
         except docker.errors.DockerException as error:
             raise DiscoveryError(f"bad Docker host {url!r}: {error}") from error
         self._pool = ThreadPoolExecutor(max_workers=worker_threads, thread_name_prefix="docker")

@@ -19,7 +19,7 @@ record first appeared, so it is carried over from the record it replaces
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -88,13 +88,23 @@ def held_for_node(
     return held
 
 
-def plan_sync(wanted: Mapping[str, Endpoint], held: Mapping[str, Held], lease_id: int) -> Plan:
+def plan_sync(
+    wanted: Mapping[str, Endpoint],
+    held: Mapping[str, Held],
+    lease_id: int,
+    own_leases: Collection[int] = (),
+) -> Plan:
     """Puts and deletes that make etcd's records for this host equal ``wanted``.
 
     A wanted record is put when etcd lacks it, holds a different one, or holds
-    it under another lease (a previous run's, which will expire). Every held
-    record that is not wanted is deleted: it claims this host but matches no
-    running container.
+    it under another lease (a previous run's, which will expire).
+
+    A held record that is not wanted is deleted only when this agent wrote
+    it: it sits under ``lease_id`` or one of ``own_leases`` (this agent's
+    earlier leases, its previous run's among them). Everything else that
+    names this host is someone else's and is left alone: a record made by
+    hand (``discoveryctl register --host``, lease 0 or its own lease), or one
+    of another agent that was given the same host name.
     """
     puts = {}
     for key, endpoint in wanted.items():
@@ -103,8 +113,21 @@ def plan_sync(wanted: Mapping[str, Endpoint], held: Mapping[str, Held], lease_id
             puts[key] = endpoint
         elif found.lease != lease_id or not same_record(found.endpoint, endpoint):
             puts[key] = carry_registered_at(endpoint, found.endpoint)
-    deletes = tuple(sorted(key for key in held if key not in wanted))
+    ours = {lease_id, *own_leases} - {0}
+    deletes = tuple(
+        sorted(key for key, found in held.items() if key not in wanted and found.lease in ours)
+    )
     return Plan(puts, deletes)
+
+
+def foreign_leases(held: Mapping[str, Held], own_leases: Collection[int]) -> dict[int, int]:
+    """Leases other than ours that hold records naming this host, and how many each
+    (lease 0 counts records made by hand without a lease)."""
+    counts: dict[int, int] = {}
+    for found in held.values():
+        if found.lease not in own_leases:
+            counts[found.lease] = counts.get(found.lease, 0) + 1
+    return counts
 
 
 def container_changes(
@@ -129,6 +152,7 @@ __all__ = [
     "RecordChange",
     "carry_registered_at",
     "container_changes",
+    "foreign_leases",
     "held_for_node",
     "plan_sync",
     "same_record",

@@ -25,11 +25,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
+from pathlib import Path
 
+from agent.registrator.lease_file import load_leases, save_lease
 from agent.registrator.reconcile import (
     RecordChange,
     carry_registered_at,
     container_changes,
+    foreign_leases,
     held_for_node,
     plan_sync,
 )
@@ -56,7 +59,12 @@ MAX_PARALLEL_WRITES = 64
 
 class RecordWriter:
     def __init__(
-        self, store: EtcdStore, settings: Settings, node: str, node_address: str | None
+        self,
+        store: EtcdStore,
+        settings: Settings,
+        node: str,
+        node_address: str | None,
+        lease_file: Path | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -66,6 +74,11 @@ class RecordWriter:
         self._keys_of: dict[str, set[str]] = {}  # container id -> its keys in wanted
         self._dirty: set[str] = set()
         self._lease_id: int | None = None
+        # Every lease this agent wrote under, this run's and earlier runs': a
+        # record under one of them that no container wants is ours to delete.
+        self._lease_file = lease_file
+        self._own_leases: list[int] = load_leases(lease_file) if lease_file else []
+        self._foreign_reported: dict[int, int] = {}
         self._resync = True
         self._failing = False
         self._wake = asyncio.Event()
@@ -111,6 +124,10 @@ class RecordWriter:
         failure here cannot leave the keeper believing the records are written.
         """
         self._lease_id = lease_id
+        if self._lease_file is not None:
+            self._own_leases = save_lease(self._lease_file, lease_id, self._own_leases)
+        elif lease_id not in self._own_leases:
+            self._own_leases.append(lease_id)
         self._resync = True
         self._wake.set()
 
@@ -165,7 +182,8 @@ class RecordWriter:
             self.node,
         )
         wanted = dict(self.wanted)
-        plan = plan_sync(wanted, held, lease_id)
+        plan = plan_sync(wanted, held, lease_id, self._own_leases)
+        self._report_foreign(foreign_leases(held, {lease_id, *self._own_leases}))
         for key, endpoint in plan.puts.items():
             # Adopt the registration time etcd already had for the same endpoint.
             if self.wanted.get(key) == wanted[key]:
@@ -190,6 +208,25 @@ class RecordWriter:
                 }
             },
         )
+
+    def _report_foreign(self, counts: dict[int, int]) -> None:
+        """Say once which records name this host but are not this agent's to touch."""
+        if counts == self._foreign_reported:
+            return
+        self._foreign_reported = counts
+        for lease, count in sorted(counts.items()):
+            if lease == 0:
+                log.info(
+                    "records made by hand for this host are left alone",
+                    extra={"fields": {"node": self.node, "records": count}},
+                )
+            else:
+                log.warning(
+                    "records for this host under a lease that is not this agent's are left "
+                    "alone: an earlier run's (they expire with its lease), or another agent "
+                    "started with the same --host-name",
+                    extra={"fields": {"node": self.node, "lease": f"{lease:x}", "records": count}},
+                )
 
     async def _write_keys(self, keys: Iterable[str], lease_id: int) -> None:
         writes: list[Awaitable[object]] = []

@@ -297,7 +297,8 @@ class Lab:
         services = self._spawn(
             state, "agent-services", host,
             [agent, "services", "--docker-host", daemon.url, "--host-name", host.name,
-             "--node-ip", str(host.underlay_ip), *self._settings_args()],
+             "--node-ip", str(host.underlay_ip),
+             "--services-state-dir", str(host_dir / "services"), *self._settings_args()],
             marker="services",
         )  # fmt: skip
         time.sleep(0.3)

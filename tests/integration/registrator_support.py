@@ -46,6 +46,8 @@ class AgentProcess:
         cmd = [sys.executable, "-m", "agent.cli", "services"]
         cmd += ["--docker-host", self.docker_url, "--host-name", self.host_name]
         cmd += ["--lease-ttl", str(self.settings.lease_ttl_s), "--log-level", "debug"]
+        # Beside the log: agents of one test share it, as runs of one host would.
+        cmd += ["--services-state-dir", str(self.log_path.parent / "services-state")]
         return cmd + self.extra_args
 
     def start(self) -> AgentProcess:

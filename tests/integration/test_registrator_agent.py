@@ -22,7 +22,7 @@ import docker.errors
 import pytest
 
 from discovery.etcd_server import EtcdCluster, etcdctl
-from discovery.schema import decode_node, node_key
+from discovery.schema import Endpoint, decode_node, encode_endpoint, endpoint_key, node_key
 from discovery.settings import Settings, settings_as_environment
 from discovery.store import EtcdStore
 from tests.fixtures.docker import DockerHost
@@ -423,3 +423,65 @@ async def test_etcd_outage_and_lost_lease_lose_nothing(
         what="everything back under a new lease",
     )
     assert "LOST etcd lease" in agent.log_text()
+
+
+async def test_records_the_agent_did_not_write_survive_its_resyncs(
+    docker_cleanup: DockerHost, etcd_server: EtcdCluster, start_agent: StartAgent
+) -> None:
+    # Two records name host1 without being this agent's: one made by hand
+    # (the README's `discoveryctl register ... --host`), one of another agent
+    # started with the same host name, under that agent's own live lease.
+    settings = settings_for(etcd_server.endpoints, lease_ttl_s=3)
+    env = {**os.environ, **settings_as_environment(settings), "PYTHONPATH": str(REPO)}
+    subprocess.run(
+        [sys.executable, "-m", "discovery.cli", "register", "byhand",
+         "--address", "10.5.9.9", "--port", "80", "--host", "host1"],
+        check=True, env=env, cwd=REPO, capture_output=True,
+    )  # fmt: skip
+    twin_lease = int(etcdctl(etcd_server.endpoints, "lease", "grant", "60").split()[1], 16)
+    twin = Endpoint(service="twin", host="10.5.9.10", port=80, node="host1", container_id="f" * 64)
+    twin_key = endpoint_key(settings.prefix, settings.domain, "twin", twin.endpoint_id)
+    etcdctl(
+        etcd_server.endpoints, "put", "--lease", f"{twin_lease:x}", twin_key,
+        encode_endpoint(twin).decode(),
+    )  # fmt: skip
+    try:
+        client, base = docker_cleanup.client, docker_cleanup.images["base"]
+        agent = start_agent(docker_cleanup.url, settings)
+        run_container(client, base, labels={"discovery.service": "mine"})
+        await wait_records(
+            settings, lambda rs: {r.endpoint.service for r in rs} == {"byhand", "twin", "mine"}
+        )
+        # A lost lease makes the agent resync under a new one: still there.
+        (mine,) = [r for r in await wait_records(settings, lambda rs: len(rs) == 3)
+                   if r.endpoint.service == "mine"]  # fmt: skip
+        etcdctl(etcd_server.endpoints, "lease", "revoke", f"{mine.lease:x}")
+        records = await wait_records(
+            settings,
+            lambda rs: len(rs) == 3 and all(r.lease != mine.lease for r in rs),
+            what="the agent's record back under a new lease, the others untouched",
+        )
+        assert {r.endpoint.service for r in records} == {"byhand", "twin", "mine"}
+        assert "another agent started with the same --host-name" in agent.log_text()
+    finally:
+        etcdctl(etcd_server.endpoints, "lease", "revoke", f"{twin_lease:x}")
+        subprocess.run(
+            [sys.executable, "-m", "discovery.cli", "deregister", "byhand",
+             "--address", "10.5.9.9", "--port", "80"],
+            env=env, cwd=REPO, capture_output=True,
+        )  # fmt: skip
+
+
+def test_the_agent_starts_and_waits_while_docker_is_down(
+    etcd_server: EtcdCluster, tmp_path: Path
+) -> None:
+    settings = settings_for(etcd_server.endpoints, lease_ttl_s=3)
+    socket_path = tmp_path / "no-docker-here.sock"
+    agent = AgentProcess(f"unix://{socket_path}", settings, tmp_path / "agent.log").start()
+    try:
+        agent.wait_log("Docker unreachable", timeout_s=15)
+        assert agent.process is not None and agent.process.poll() is None
+    finally:
+        agent.signal(signal.SIGTERM)
+    assert agent.wait_exit() == 0, agent.log_text()
+    assert "bad Docker host" not in agent.log_text()

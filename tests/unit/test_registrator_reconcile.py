@@ -9,6 +9,7 @@ from agent.registrator.reconcile import (
     Held,
     carry_registered_at,
     container_changes,
+    foreign_leases,
     held_for_node,
     plan_sync,
     same_record,
@@ -58,6 +59,22 @@ def test_plan_puts_what_is_missing_and_deletes_what_matches_no_container() -> No
     plan = plan_sync(wanted, held, LEASE)
     assert plan.puts == {key(new): new}
     assert plan.deletes == (key(stale),)
+
+
+def test_plan_deletes_a_previous_run_s_stale_record_only_when_that_lease_was_ours() -> None:
+    stale = endpoint("10.5.1.4")
+    held = {key(stale): Held(stale, OLD_LEASE)}
+    assert plan_sync({}, held, LEASE, own_leases={OLD_LEASE}).deletes == (key(stale),)
+    assert plan_sync({}, held, LEASE).deletes == ()
+
+
+def test_plan_never_touches_hand_made_records_nor_another_agent_s() -> None:
+    by_hand = endpoint("10.5.1.8", container_id="", container_name="")
+    twin = endpoint("10.5.1.9", container_id="e" * 64)
+    held = {key(by_hand): Held(by_hand, 0), key(twin): Held(twin, OLD_LEASE)}
+    plan = plan_sync({}, held, LEASE, own_leases={0})
+    assert not plan
+    assert foreign_leases(held, {LEASE}) == {0: 1, OLD_LEASE: 1}
 
 
 def test_plan_puts_again_under_our_lease_keeping_the_registration_time() -> None:
