@@ -36,7 +36,11 @@ async def start_metrics(host: str, port: int, render: MetricsRender) -> tuple[we
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()  # the port is taken, say: leave nothing behind
+        raise
     server = site._server
     sockets = getattr(server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port

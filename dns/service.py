@@ -102,6 +102,14 @@ class DnsService:
         return self.server.addresses
 
     async def start(self) -> None:
+        """Bind, start the feed, then metrics; on any failure undo what was done."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _start(self) -> None:
         await self.server.start()
         self._store = EtcdStore(self.settings)
         self._feed = asyncio.get_running_loop().create_task(self._run_feed(self._store))
@@ -121,15 +129,19 @@ class DnsService:
             await asyncio.sleep(0.01)
 
     async def close(self) -> None:
-        if self._feed is not None:
-            self._feed.cancel()
+        """Stop everything that was started; safe after a half-done start."""
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._feed
+                await feed
         await self.server.close()
-        if self._metrics is not None:
-            await self._metrics.cleanup()
-        if self._store is not None:
-            await self._store.close()
+        metrics, self._metrics = self._metrics, None
+        if metrics is not None:
+            await metrics.cleanup()
+        store, self._store = self._store, None
+        if store is not None:
+            await store.close()
 
     async def __aenter__(self) -> DnsService:
         await self.start()
