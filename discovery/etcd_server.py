@@ -79,6 +79,8 @@ class EtcdMember:
     netns: str | None = None  # run inside /run/netns/NAME (via nsenter)
     # Serve clients over TLS and demand client certificates signed by ca_file.
     tls: TlsFiles | None = None
+    # Put before the command, e.g. a supervisor that starts it again if it dies.
+    wrapper: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -123,7 +125,7 @@ class EtcdMember:
             ]  # fmt: skip
         if self.netns:
             command = ["nsenter", f"--net=/run/netns/{self.netns}", *command]
-        return command
+        return [*self.wrapper, *command]
 
     def start(self, wait: bool = True) -> None:
         if self.process and self.process.poll() is None:

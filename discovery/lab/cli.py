@@ -30,7 +30,7 @@ from discovery.errors import DiscoveryError
 from discovery.lab.demo import run_demo
 from discovery.lab.exercises import all_exercises, find_exercise, run_check
 from discovery.lab.plan import DEFAULT_LAB_NAME, DEFAULT_UNDERLAY, LabPlan, PlanError, plan_lab
-from discovery.lab.runner import Lab, pid_runs
+from discovery.lab.runner import Lab, process_condition
 from discovery.lab.state import LabState, load_state, state_file, state_root
 
 
@@ -178,7 +178,11 @@ def run_lab_command(args: argparse.Namespace) -> int:
     if verb == "ls":
         rows = []
         for host in state.hosts.values():
-            running = [p.role for p in state.processes if p.host == host.name and pid_runs(p)]
+            running = [
+                p.role
+                for p in state.processes
+                if p.host == host.name and process_condition(p) == "running"
+            ]
             rows.append(
                 {
                     "name": host.name,
@@ -202,9 +206,14 @@ def run_lab_command(args: argparse.Namespace) -> int:
                 )
         return 0
     if verb == "status":
-        dead = [f"{p.role}@{p.host}" for p in state.processes if not pid_runs(p)]
+        conditions = {f"{p.role}@{p.host}": process_condition(p) for p in state.processes}
+        dead = [what for what, condition in conditions.items() if condition != "running"]
         if dead:
-            print(f"lab {name!r} is degraded: not running: {', '.join(dead)}")
+            shown = [
+                what if conditions[what] == "not running" else f"{what} ({conditions[what]})"
+                for what in dead
+            ]
+            print(f"lab {name!r} is degraded: not running: {', '.join(shown)}")
             return 1
         print(f"lab {name!r} is running: {len(state.hosts)} hosts, etcd {state.etcd_endpoints}")
         return 0

@@ -15,8 +15,10 @@ anything.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,14 +84,33 @@ def find_exercise(number: str, root: Path = EXERCISES_DIR) -> Exercise:
     raise ExerciseError(f"no exercise {number!r} (exercises: {known})")
 
 
-def run_check(exercise: Exercise, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_check(
+    exercise: Exercise, env: dict[str, str], timeout_s: float = CHECK_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
+    """Run the exercise's check; past ``timeout_s`` its whole process group is killed.
+
+    Killing only the check would not do: a child it started (a `docker exec`,
+    a `watch`) keeps the output pipes open, and reading them would hang.
+    """
     if not os.access(exercise.check, os.X_OK):
         raise ExerciseError(f"exercise {exercise.number} has no executable check")
-    return subprocess.run(
+    process = subprocess.Popen(
         [str(exercise.check)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **env},
         cwd=exercise.folder,
-        timeout=CHECK_TIMEOUT_S,
+        start_new_session=True,  # its own process group, to kill as one
     )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise ExerciseError(
+            f"the check of exercise {exercise.number} did not finish in {timeout_s:.0f} s "
+            "(stopped); is the lab up and answering? try: discoveryctl lab status"
+        ) from None
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)

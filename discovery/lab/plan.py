@@ -41,10 +41,11 @@ class HostPlan:
     veth_outside: str  # lab-h1, on the bridge in the root namespace
     veth_inside: str  # eth0, inside the host's namespace
     underlay_ip: ipaddress.IPv4Address
+    underlay_prefixlen: int = DEFAULT_UNDERLAY.prefixlen  # the underlay network's
 
     @property
     def underlay_cidr(self) -> str:
-        return f"{self.underlay_ip}/{DEFAULT_UNDERLAY.prefixlen}"
+        return f"{self.underlay_ip}/{self.underlay_prefixlen}"
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,15 @@ class LabPlan:
         if self.etcd_members == 1:
             return [f"http://{self.bridge_ip}:{ETCD_CLIENT_PORT}"]
         return [f"http://{host.underlay_ip}:{ETCD_CLIENT_PORT}" for host in self.etcd_hosts]
+
+    def etcd_endpoints_for(self, host: HostPlan) -> list[str]:
+        """The endpoints in the order ``host``'s processes should try them: its own
+        member first, else starting one further along for each host, so that
+        one member's trouble does not reach every host at once."""
+        endpoints = self.etcd_endpoints
+        hosts = self.etcd_hosts
+        first = hosts.index(host) if host in hosts else (host.index - 1) % len(endpoints)
+        return endpoints[first:] + endpoints[:first]
 
     def host(self, name: str) -> HostPlan:
         for host in self.hosts:
@@ -104,6 +114,7 @@ def plan_lab(
             veth_outside=f"{name}-h{index}",
             veth_inside="eth0",
             underlay_ip=underlay.network_address + HOST_ADDRESS_OFFSET + index,
+            underlay_prefixlen=underlay.prefixlen,
         )
         for index in range(1, host_count + 1)
     )

@@ -59,7 +59,37 @@ def _tool(name: str) -> str:
     return str(beside) if beside.exists() else (shutil.which(name) or name)
 
 
+BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id() -> str:
+    try:
+        return BOOT_ID_FILE.read_text().strip()
+    except OSError:
+        return ""
+
+
+def start_time_of(pid: int) -> str:
+    """Field 22 of /proc/PID/stat (clock ticks after boot); "" if there is no such PID."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
+def stamp_identity(record: ProcessRecord) -> None:
+    record.boot_id, record.start_time = boot_id(), start_time_of(record.pid)
+
+
 def pid_runs(record: ProcessRecord) -> bool:
+    """True only if record.pid is still the very process the lab started."""
+    if record.boot_id and record.boot_id != boot_id():
+        return False  # the machine rebooted: that PID is someone else's now
+    if record.start_time and record.start_time != start_time_of(record.pid):
+        return False  # the PID was reused
     try:
         cmdline = Path(f"/proc/{record.pid}/cmdline").read_bytes().replace(b"\0", b" ")
     except OSError:
@@ -67,19 +97,63 @@ def pid_runs(record: ProcessRecord) -> bool:
     return record.marker.encode() in cmdline
 
 
+def child_pid(record: ProcessRecord) -> int | None:
+    """The supervised process's own PID, while it runs (not during a restart)."""
+    if not record.child_pid_file or not pid_runs(record):
+        return None
+    try:
+        pid = int(Path(record.child_pid_file).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if start_time_of(pid) else None
+
+
+def run_state_of(pid: int) -> str:
+    """Field 3 of /proc/PID/stat: R, S, D, T (stopped), Z ...; "" if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat[stat.rindex(")") + 2 :].split(maxsplit=1)[0]
+
+
+def process_condition(record: ProcessRecord) -> str:
+    """'running', 'stopped' (SIGSTOP), 'restarting' (its supervisor waits to
+    start it again) or 'not running'."""
+    if not pid_runs(record):
+        return "not running"
+    pid = child_pid(record) if record.child_pid_file else record.pid
+    if pid is None:
+        return "restarting"
+    return "stopped" if run_state_of(pid) in ("T", "t") else "running"
+
+
 def stop_process(record: ProcessRecord, timeout_s: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM, then SIGKILL; only if the PID still runs the command we started."""
+    """SIGTERM, then SIGKILL; only if the PID still runs the command we started.
+
+    For a supervised process the supervisor gets the SIGTERM and stops its
+    child itself; SIGKILL (the supervisor did not finish in time) goes to both.
+    """
     if not pid_runs(record):
         return
+    child = child_pid(record)
     os.kill(record.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + timeout_s + 2
     while pid_runs(record) and time.monotonic() < deadline:
         time.sleep(0.05)
     if pid_runs(record):
         os.kill(record.pid, signal.SIGKILL)
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
     # Reap it if it is our child (lab up failing midway); harmless otherwise.
     with contextlib.suppress(ChildProcessError):
         os.waitpid(record.pid, os.WNOHANG)
+
+
+def supervisor_command(name: str, pid_file: Path) -> list[str]:
+    return [sys.executable, "-m", "discovery.lab.supervisor", "--name", name,
+            "--pid-file", str(pid_file), "--"]  # fmt: skip
 
 
 class Lab:
@@ -91,6 +165,7 @@ class Lab:
         # Processes this run started: poll() is the truth for them (a fresh child's
         # /proc cmdline is still ours until it execs, so the marker check can't be used).
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._log_offsets: dict[str, int] = {}  # log -> its size when the process started
         self.settings = Settings(
             etcd_endpoints=tuple(plan.etcd_endpoints),
             domain=domain,
@@ -102,9 +177,9 @@ class Lab:
     def _netns_prefix(self, host: HostPlan | None) -> list[str]:
         return ["nsenter", f"--net=/run/netns/{host.netns}"] if host else []
 
-    def _settings_args(self) -> list[str]:
+    def _settings_args(self, host: HostPlan) -> list[str]:
         return [
-            "--etcd-endpoints", ",".join(self.plan.etcd_endpoints),
+            "--etcd-endpoints", ",".join(self.plan.etcd_endpoints_for(host)),
             "--domain", self.domain,
             "--lease-ttl", str(LAB_LEASE_TTL_S),
         ]  # fmt: skip
@@ -113,30 +188,65 @@ class Lab:
         self, state: LabState, role: str, host: HostPlan, command: list[str], marker: str
     ) -> ProcessRecord:
         log_path = self.dir / host.name / f"{role}.log"
+        pid_file = self.dir / host.name / f"{role}.pid"
+        full = [*supervisor_command(f"{role}@{host.name}", pid_file),
+                *self._netns_prefix(host), *command]  # fmt: skip
+        record = ProcessRecord(role, host.name, 0, marker, str(log_path), full,
+                               child_pid_file=str(pid_file))  # fmt: skip
+        self._start(record)
+        state.processes.append(record)
+        save_state(state)
+        return record
+
+    def _start(self, record: ProcessRecord) -> None:
+        """Start (or start again) a recorded process, and note who it is."""
+        log_path = Path(record.log)
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_offsets[record.log] = log_path.stat().st_size if log_path.exists() else 0
         with log_path.open("ab") as log:
             process = subprocess.Popen(
-                self._netns_prefix(host) + command,
+                record.command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # outlives `discoveryctl lab up`
             )
         self._children[process.pid] = process
-        record = ProcessRecord(role, host.name, process.pid, marker, str(log_path))
-        state.processes.append(record)
-        save_state(state)
-        return record
+        record.pid = process.pid
+        stamp_identity(record)
+
+    def restart_dead(self, state: LabState) -> list[ProcessRecord]:
+        """Start again every recorded process that no longer runs (`lab up` on a lab)."""
+        restarted = []
+        for record in state.processes:
+            if record.command and not pid_runs(record):
+                self.say(f"-- {record.role} on {record.host} was not running: starting it")
+                self._start(record)
+                restarted.append(record)
+        if restarted:
+            save_state(state)
+        return restarted
 
     def _alive(self, record: ProcessRecord) -> bool:
+        """Running, and not already restarted by its supervisor: during `lab up` a
+        process that failed once has failed (its log says why), not "still starting"."""
         child = self._children.get(record.pid)
-        return child.poll() is None if child is not None else pid_runs(record)
+        running = child.poll() is None if child is not None else pid_runs(record)
+        return running and not self._restarted(record)
+
+    def _restarted(self, record: ProcessRecord) -> bool:
+        try:
+            with open(record.log, "rb") as log:
+                log.seek(self._log_offsets.get(record.log, 0))
+                return b"; starting it again in " in log.read()
+        except OSError:
+            return False
 
     def _wait(self, step: str, host: str, check: Callable[[], bool], record: ProcessRecord) -> None:
         deadline = time.monotonic() + STEP_TIMEOUT_S
         while not check():
             if not self._alive(record):
-                raise LabError(step, host, f"process exited; last log lines: {_tail(record.log)}")
+                raise LabError(step, host, f"process exited: {_last_error(record.log)}")
             if time.monotonic() > deadline:
                 raise LabError(
                     step, host, f"not ready after {STEP_TIMEOUT_S:.0f} s: {_tail(record.log)}"
@@ -164,6 +274,8 @@ class Lab:
             self._underlay(state)
             if fresh:
                 self._etcd(state)
+            else:
+                self.restart_dead(state)
             for host in self.plan.hosts:
                 if not state.hosts.get(host.name, HostState("", "", "")).up:
                     self._host(state, host)
@@ -226,12 +338,17 @@ class Lab:
             for _, member in members:
                 member.initial_cluster = cluster
         for member_host, member in members:
+            owner = member_host.name if member_host else "lab"
+            pid_file = member.log_path.with_suffix(".pid")
+            member.wrapper = supervisor_command(f"etcd@{owner}", pid_file)
             member.start(wait=False)
             assert member.process is not None
-            owner = member_host.name if member_host else "lab"
-            state.processes.append(
-                ProcessRecord("etcd", owner, member.process.pid, member.name, str(member.log_path))
-            )
+            record = ProcessRecord(
+                "etcd", owner, member.process.pid, member.name, str(member.log_path),
+                member.command(), child_pid_file=str(pid_file),
+            )  # fmt: skip
+            stamp_identity(record)
+            state.processes.append(record)
             save_state(state)
         for member_host, member in members:
             try:
@@ -261,7 +378,7 @@ class Lab:
             [agent, "network", "--public-ip", str(host.underlay_ip), "--iface", host.veth_inside,
              "--subnet-file", str(subnet_file), "--state-dir", str(host_dir / "network"),
              "--docker-opts-file", str(host_dir / "docker-opts.env"),
-             "--ip-masq", *self._settings_args()],
+             "--ip-masq", *self._settings_args(host)],
             marker="network",
         )  # fmt: skip
         self._wait("network agent", host.name, subnet_file.exists, network)
@@ -298,7 +415,7 @@ class Lab:
             state, "agent-services", host,
             [agent, "services", "--docker-host", daemon.url, "--host-name", host.name,
              "--node-ip", str(host.underlay_ip),
-             "--services-state-dir", str(host_dir / "services"), *self._settings_args()],
+             "--services-state-dir", str(host_dir / "services"), *self._settings_args(host)],
             marker="services",
         )  # fmt: skip
         time.sleep(0.3)
@@ -309,7 +426,7 @@ class Lab:
         dns = self._spawn(
             state, "dns", host,
             [_tool("discovery-dns"), "--listen", f"{host_state.dns_ip}:{DNS_PORT}",
-             *self._settings_args()],
+             *self._settings_args(host)],
             marker="discovery-dns",
         )  # fmt: skip
         self._wait("DNS server", host.name, lambda: self._dns_answers(host, host_state), dns)
@@ -380,6 +497,17 @@ def remove_containers(docker_url: str) -> None:
     ids = listed.stdout.split()
     if listed.returncode == 0 and ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, env=env, timeout=60)
+
+
+def _last_error(path: str) -> str:
+    """The line of a log that says why a process ended: the last one of the
+    process itself (not the supervisor's restart notice), else the tail."""
+    try:
+        lines = Path(path).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    own = [line for line in lines if " supervisor " not in line and line.strip()]
+    return own[-1].strip() if own else _tail(path)
 
 
 def _tail(path: str, lines: int = 4) -> str:

@@ -21,11 +21,24 @@ def state_root() -> Path:
 
 @dataclass
 class ProcessRecord:
+    """One process the lab started: its supervisor's PID, and who that PID is.
+
+    A PID alone names a process only until it exits: after a reboot, or once
+    the numbers wrap, it may be someone else's. So the record also keeps the
+    machine's boot id and the process's start time (field 22 of
+    /proc/PID/stat), and the lab signals a PID only when all of them, and the
+    marker word in its command line, still match.
+    """
+
     role: str  # etcd, agent-network, agent-services, dns
     host: str  # host1 ..., or "lab" for the root-namespace etcd
-    pid: int
+    pid: int  # the supervisor's (discovery.lab.supervisor)
     marker: str  # a word of its command line, checked before signalling the PID
     log: str
+    command: list[str] = field(default_factory=list)  # to start it again
+    boot_id: str = ""
+    start_time: str = ""
+    child_pid_file: str = ""  # where the supervisor keeps the process's own PID
 
 
 @dataclass

@@ -21,6 +21,7 @@ import pytest
 
 from discovery.lab import topology
 from discovery.lab.plan import plan_lab
+from discovery.lab.runner import child_pid
 from discovery.lab.state import load_state
 from tests.prerequisites import require_binary, require_root
 
@@ -178,29 +179,51 @@ def test_a_fourth_host_joins_a_running_lab(lab):
     assert "hostname:" in page
 
 
-def test_sigkilled_agent_records_expire_but_overlay_routes_stay(lab):
+def test_frozen_agents_records_expire_routes_stay_and_a_killed_agent_is_started_again(lab):
     state = lab.state()
     # client-host3 runs the base image, so it is registered as service "base".
     client3 = lab.address_of("host3", "client-host3")
-    assert (client3, "host3") in {(row["address"], row["host"]) for row in lab.lookup("base")}
-    for record in state.processes_of("host3"):
-        if record.role.startswith("agent"):
-            os.kill(record.pid, signal.SIGKILL)
-    killed = time.monotonic()
-    wait_until(
-        lambda: all(row["host"] != "host3" for row in lab.lookup("web") + lab.lookup("base")),
-        11,  # the lab's service lease TTL is 10 s
-        "host3's records expiring",
-    )
-    print(f"\nhost3's records gone {time.monotonic() - killed:.1f} s after SIGKILL")
-    subnet3 = state.hosts["host3"].subnet.rsplit(".", 1)[0] + ".0/24"
-    routes = subprocess.run(
-        ["ip", "-n", state.hosts["host1"].netns, "route", "show", subnet3],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    assert "flannel.1" in routes  # the subnet lease (60 s) outlives the service records (10 s)
-    status = lab.lab("status", check=False)
-    assert "degraded" in status and "agent-services@host3" in status
+
+    def host3_registered() -> bool:
+        return (client3, "host3") in {(row["address"], row["host"]) for row in lab.lookup("base")}
+
+    assert host3_registered()
+    agents = [record for record in state.processes_of("host3") if record.role.startswith("agent")]
+    frozen = [child_pid(record) for record in agents]
+    assert None not in frozen
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        stopped_at = time.monotonic()
+        wait_until(
+            lambda: all(row["host"] != "host3" for row in lab.lookup("web") + lab.lookup("base")),
+            11,  # the lab's service lease TTL is 10 s
+            "host3's records expiring",
+        )
+        print(f"\nhost3's records gone {time.monotonic() - stopped_at:.1f} s after SIGSTOP")
+        subnet3 = state.hosts["host3"].subnet.rsplit(".", 1)[0] + ".0/24"
+        routes = subprocess.run(
+            ["ip", "-n", state.hosts["host1"].netns, "route", "show", subnet3],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert "flannel.1" in routes  # the subnet lease (60 s) outlives the records (10 s)
+        status = lab.lab("status", check=False)
+        assert "degraded" in status and "agent-services@host3 (stopped)" in status
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    # Thawed, the agent finds its lease gone, takes a new one and writes again.
+    wait_until(host3_registered, 10, "host3's records back after SIGCONT")
+
+    # Killed, it is started again by its supervisor, as systemd does on a VM.
+    services = next(record for record in agents if record.role == "agent-services")
+    killed = child_pid(services)
+    assert killed is not None
+    os.kill(killed, signal.SIGKILL)
+    wait_until(lambda: child_pid(services) not in (None, killed), 10, "the agent restarted")
+    assert "killed by SIGKILL" in Path(services.log).read_text()
+    wait_until(host3_registered, 10, "host3's records after the restart")
+    assert "is running" in lab.lab("status")
 
 
 def test_lab_down_leaves_nothing_behind(lab):

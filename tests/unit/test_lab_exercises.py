@@ -1,8 +1,18 @@
 """Finding exercises and the steps in their READMEs (pure)."""
 
+import os
+import subprocess
+import time
+
 import pytest
 
-from discovery.lab.exercises import ExerciseError, all_exercises, find_exercise, steps_in
+from discovery.lab.exercises import (
+    ExerciseError,
+    all_exercises,
+    find_exercise,
+    run_check,
+    steps_in,
+)
 
 README = """# 03: Docker networks
 
@@ -44,3 +54,29 @@ def test_exercises_are_numbered_folders(tmp_path):
     assert find_exercise("2", tmp_path).folder.name == "02-networks"
     with pytest.raises(ExerciseError, match="exercises: 01, 02"):
         find_exercise("09", tmp_path)
+
+
+def test_a_check_that_hangs_with_a_child_holding_its_pipes_is_stopped(tmp_path):
+    folder = tmp_path / "01-hangs"
+    folder.mkdir()
+    (folder / "README.md").write_text("# 01: hangs\n")
+    check = folder / "check"
+    # The child keeps stdout open after the check itself would be killed.
+    check.write_text("#!/bin/sh\nsleep 300 &\nsleep 300\n")
+    check.chmod(0o755)
+    started = time.monotonic()
+    with pytest.raises(ExerciseError, match="did not finish in 1 s"):
+        run_check(find_exercise("01", tmp_path), {}, timeout_s=1)
+    assert time.monotonic() - started < 10
+    leftovers = subprocess.run(
+        ["pgrep", "-f", "sleep 300"], capture_output=True, text=True
+    ).stdout.split()
+    mine = [pid for pid in leftovers if str(folder) in _cwd_of(pid)]
+    assert mine == []
+
+
+def _cwd_of(pid: str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""

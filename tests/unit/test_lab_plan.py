@@ -24,6 +24,21 @@ def test_three_etcd_members_live_on_the_first_three_hosts():
     assert plan.etcd_endpoints == [f"http://192.168.100.1{n}:2379" for n in (1, 2, 3)]
 
 
+def test_each_host_tries_its_own_etcd_member_first_and_the_others_spread_out():
+    plan = plan_lab(4, etcd_members=3)
+    member = [f"http://192.168.100.1{n}:2379" for n in (1, 2, 3)]
+    firsts = [plan.etcd_endpoints_for(host)[0] for host in plan.hosts]
+    assert firsts == [member[0], member[1], member[2], member[0]]
+    assert all(sorted(plan.etcd_endpoints_for(host)) == member for host in plan.hosts)
+    single = plan_lab(2)
+    assert single.etcd_endpoints_for(single.hosts[1]) == ["http://192.168.100.1:2379"]
+
+
+def test_hosts_take_the_underlay_s_own_prefix_length():
+    plan = plan_lab(3, underlay=ipaddress.IPv4Network("10.250.0.0/22"))
+    assert plan.host("host3").underlay_cidr == "10.250.0.13/22"
+
+
 def test_a_second_lab_gets_its_own_names():
     plan = plan_lab(2, name="t123", underlay=ipaddress.IPv4Network("192.168.214.0/24"))
     assert plan.bridge == "t1230" and plan.hosts[1].netns == "t123-host2"
