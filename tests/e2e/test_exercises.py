@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from discovery.lab.exercises import all_exercises
-from tests.e2e.test_local_lab import LabDriver
+from tests.fixtures.lab import LabDriver
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.netns, pytest.mark.etcd]

@@ -9,11 +9,9 @@ agent killed, and finally `lab down` leaving nothing behind.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import pytest
 from discovery.lab import topology
 from discovery.lab.plan import plan_lab
 from discovery.lab.runner import child_pid
-from discovery.lab.state import load_state
+from tests.fixtures.lab import LabDriver, wait_until
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.netns, pytest.mark.etcd]
@@ -30,79 +28,6 @@ pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.netns, pytest.ma
 LAB = f"e{os.getpid() % 10000}"
 UNDERLAY = "192.168.216.0/24"
 NAME_RESOLVES_WITHIN_S = 1.0
-
-
-class LabDriver:
-    def __init__(self, state_root: Path, name: str, underlay: str):
-        self.name = name
-        self.underlay = underlay
-        self.env = {**os.environ, "DISCOVERY_LAB_STATE": str(state_root)}
-
-    def ctl(self, *args: str, check: bool = True, timeout: float = 180) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "discovery.cli", *args],
-            capture_output=True, text=True, env=self.env, timeout=timeout,
-        )  # fmt: skip
-        if check and result.returncode != 0:
-            raise AssertionError(f"discoveryctl {' '.join(args)}: {result.stdout}{result.stderr}")
-        return result.stdout
-
-    def lab(self, *args: str, check: bool = True) -> str:
-        return self.ctl("lab", "--name", self.name, *args, check=check)
-
-    def state(self):
-        os.environ["DISCOVERY_LAB_STATE"] = self.env["DISCOVERY_LAB_STATE"]
-        try:
-            return load_state(self.name)
-        finally:
-            del os.environ["DISCOVERY_LAB_STATE"]
-
-    def docker(self, host: str, *args: str, check: bool = True) -> str:
-        env = {**self.env, "DOCKER_HOST": self.state().hosts[host].docker_url}
-        result = subprocess.run(
-            ["docker", *args], capture_output=True, text=True, env=env, timeout=60
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"docker {' '.join(args)} on {host}: {result.stderr}")
-        return result.stdout
-
-    def image(self, name: str) -> str:
-        return self.state().images[name]
-
-    def address_of(self, host: str, container: str) -> str:
-        fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
-        return self.docker(host, "inspect", "--format", fmt, container).strip()
-
-    def client(self, host: str) -> str:
-        """A long-running container on host to run nslookup and wget from."""
-        name = f"client-{host}"
-        self.docker(host, "rm", "-f", name, check=False)
-        self.docker(host, "run", "-d", "--name", name, self.image("base"), "sleep", "3600")
-        return name
-
-    def resolve(self, host: str, name: str = "web") -> set[str]:
-        output = self.docker(host, "exec", f"client-{host}", "nslookup", name, check=False)
-        answers = output.split("Name:", 1)[1] if "Name:" in output else ""
-        return {line.split()[-1] for line in answers.splitlines() if line.startswith("Address")}
-
-    def lookup(self, service: str) -> list[dict]:
-        state = self.state()
-        output = self.ctl(
-            "--etcd-endpoints", ",".join(state.etcd_endpoints), "lookup", service, "-o", "json",
-            check=False,
-        )  # fmt: skip
-        return json.loads(output) if output.strip() else []
-
-
-def wait_until(check, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s} s")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

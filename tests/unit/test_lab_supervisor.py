@@ -1,0 +1,52 @@
+"""The lab's supervisor: restarts what ends, with a growing pause, and stops on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from discovery.lab.supervisor import RESTART_MAX_S, RESTART_MIN_S, STEADY_S, next_delay
+
+
+def test_the_pause_doubles_up_to_a_cap_and_resets_after_a_steady_run():
+    delays = [RESTART_MIN_S]
+    for _ in range(8):
+        delays.append(next_delay(delays[-1], ran_s=1))
+    assert delays[:3] == [RESTART_MIN_S, 2 * RESTART_MIN_S, 4 * RESTART_MIN_S]
+    assert max(delays) == RESTART_MAX_S
+    assert next_delay(RESTART_MAX_S, ran_s=STEADY_S) == RESTART_MIN_S
+
+
+def _wait_for(condition, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_a_killed_child_is_started_again_and_sigterm_stops_both(tmp_path: Path):
+    pid_file, log = tmp_path / "child.pid", tmp_path / "log"
+    with log.open("wb") as out:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "discovery.lab.supervisor", "--name", "sleeper",
+             "--pid-file", str(pid_file), "--", "sleep", "300"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _wait_for(pid_file.exists)
+        first = int(pid_file.read_text())
+        os.kill(first, signal.SIGKILL)
+        _wait_for(lambda: pid_file.exists() and int(pid_file.read_text()) != first)
+        assert "sleeper: killed by SIGKILL after" in log.read_text()
+        second = int(pid_file.read_text())
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=10) == 0
+        assert not Path(f"/proc/{second}").exists()
+        assert not pid_file.exists()
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
