@@ -32,7 +32,6 @@ from dns.wire import (
     FLAG_QR,
     FLAG_RD,
     MAX_NAME_WIRE_LEN,
-    MAX_UDP_PAYLOAD,
     MIN_UDP_PAYLOAD,
     OPCODE_MASK,
     build_message,
@@ -40,6 +39,7 @@ from dns.wire import (
     query_shape,
     question_reply,
     reply_to_record,
+    udp_reply_limit,
 )
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class QueryHandler:
         if options:
             if (options[0].ttl >> 16) & 0xFF:
                 return reply_to_record(query, BADVERS, ra=self.recursion_available, edns=True)
-            limit = min(max(options[0].rclass, MIN_UDP_PAYLOAD), MAX_UDP_PAYLOAD)
+            limit = udp_reply_limit(options[0].rclass)
         question = query.questions[0]
         labels = tuple(label.lower() for label in question.qname.label)
         if sum(len(label) + 1 for label in labels) + 1 > MAX_NAME_WIRE_LEN:

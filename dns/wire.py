@@ -28,8 +28,10 @@ from dnslib import CLASS, EDNS0, QTYPE, RCODE, RR, DNSHeader, DNSLabel, DNSQuest
 
 HEADER_LEN = 12
 MIN_UDP_PAYLOAD = 512  # RFC 1035; also the floor for an EDNS size below it (RFC 6891)
-MAX_UDP_PAYLOAD = 4096  # the most we put in one datagram, whatever the client offers
-ADVERTISED_UDP_PAYLOAD = 1232  # what we tell clients we accept (DNS flag day 2020)
+# What we tell clients we accept, and the most we send in one datagram whatever the
+# client offers (RFC 6891 6.2.5, RFC 9715): 1232 fits the lab's 1450-byte VXLAN MTU
+# without IP fragmentation (DNS flag day 2020).
+OWN_UDP_PAYLOAD = 1232
 TCP_PAYLOAD = 65535
 MAX_NAME_WIRE_LEN = 255
 BADVERS = 16
@@ -94,8 +96,13 @@ def query_shape(data: bytes) -> tuple[bytes, int, int] | None:
     if option != size:
         return None
     offered = int.from_bytes(data[end + 3 : end + 5], "big")
-    limit = min(max(offered, MIN_UDP_PAYLOAD), MAX_UDP_PAYLOAD)
+    limit = udp_reply_limit(offered)
     return data[12:name_end].lower() + data[name_end:end] + b"E", name_end, limit
+
+
+def udp_reply_limit(offered: int) -> int:
+    """The largest UDP reply for a client that offered this EDNS payload size."""
+    return min(max(offered, MIN_UDP_PAYLOAD), OWN_UDP_PAYLOAD)
 
 
 def assemble(data: bytes, name_end: int, variant: Variant) -> bytes:
@@ -141,7 +148,7 @@ def build_message(
     record.auth = list(authority)
     record.ar = list(additional)
     if edns:
-        record.ar.append(EDNS0(udp_len=ADVERTISED_UDP_PAYLOAD, ext_rcode=rcode >> 4))
+        record.ar.append(EDNS0(udp_len=OWN_UDP_PAYLOAD, ext_rcode=rcode >> 4))
     return bytes(record.pack())
 
 
@@ -188,10 +195,9 @@ def reply_to_record(
 
 
 __all__ = [
-    "ADVERTISED_UDP_PAYLOAD",
     "BADVERS",
-    "MAX_UDP_PAYLOAD",
     "MIN_UDP_PAYLOAD",
+    "OWN_UDP_PAYLOAD",
     "RCODE",
     "TCP_PAYLOAD",
     "Variant",
@@ -203,4 +209,5 @@ __all__ = [
     "question_reply",
     "reply_to_record",
     "split_packed",
+    "udp_reply_limit",
 ]

@@ -160,14 +160,23 @@ def test_a_reply_that_does_not_fit_is_truncated_and_whole_over_tcp(edns: int | N
         assert len(tcp.rr) == 100
 
 
-def test_the_clients_edns_size_is_honoured() -> None:
+@pytest.mark.parametrize(("count", "edns", "truncated"), [(60, 4096, False), (100, 4096, True)])
+def test_the_clients_edns_size_is_honoured_up_to_our_own(
+    count: int, edns: int, truncated: bool
+) -> None:
+    """A UDP reply fits min(client's size, our advertised 1232) (RFC 6891, RFC 9715)."""
     catalog = make_catalog()
-    add_endpoints(catalog, "many", 100)
+    add_endpoints(catalog, "many", count)  # 16 bytes per A record
     handler = make_handler(catalog)
-    reply = ask(handler, query("many.service.lab", edns=4096))
-    assert reply.header.tc == 0
-    assert len(reply.rr) == 100
-    assert reply.ar[0].rtype == QTYPE.OPT
+    for _ in range(2):  # slow path, then fast path
+        data = handler.respond(query("many.service.lab", edns=edns), False)
+        assert isinstance(data, bytes)
+        reply = DNSRecord.parse(data)
+        assert len(data) <= 1232
+        assert reply.header.tc == int(truncated)
+        assert len(reply.rr) == (0 if truncated else count)
+        assert reply.ar[-1].rtype == QTYPE.OPT
+        assert reply.ar[-1].rclass == 1232
 
 
 def test_edns_version_other_than_0_gets_badvers() -> None:
