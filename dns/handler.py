@@ -30,10 +30,10 @@ from dns.view import IndexedCatalog
 from dns.wire import (
     BADVERS,
     FLAG_QR,
-    FLAG_RD,
     MAX_NAME_WIRE_LEN,
     MIN_UDP_PAYLOAD,
     OPCODE_MASK,
+    assemble,
     build_message,
     header_reply,
     query_shape,
@@ -73,14 +73,17 @@ def _patched_reply(
     data: bytes, entry: Entry, name_end: int, limit: int, tcp: bool, stats: Stats
 ) -> bytes:
     """A packed answer with this query's id, RD bit and question bytes (0x20 case as
-    asked); the truncated variant when it does not fit the client's UDP size."""
-    variant = next(entry[0])
-    reply = data[:2] + variant[data[2] & FLAG_RD] + data[12:name_end] + variant[2]
+    asked). Over UDP, the fullest variant that fits the limit: the whole reply, else
+    without its additional section, else TC with no records (RFC 2181 9)."""
+    reply = assemble(data, name_end, next(entry.whole))
     if tcp or len(reply) <= limit:
         return reply
+    if entry.lean is not None:
+        reply = assemble(data, name_end, next(entry.lean))
+        if len(reply) <= limit:
+            return reply
     stats.truncated += 1
-    variant = entry[1]
-    return data[:2] + variant[data[2] & FLAG_RD] + data[12:name_end] + variant[2]
+    return assemble(data, name_end, entry.truncated)
 
 
 class QueryHandler:
@@ -187,33 +190,32 @@ class QueryHandler:
                 self.cache.put(key, entry, answer.depends_on)
                 return _patched_reply(data, entry, name_end, limit, tcp, stats)
         header = query.header
-        reply = build_message(
-            question.qname,
-            question.qtype,
-            question.qclass,
-            answer.rcode,
-            answer=answer.answer,
-            authority=answer.authority,
-            additional=answer.additional,
-            message_id=header.id,
-            rd=bool(header.rd),
-            ra=self.recursion_available,
-            edns=edns,
-        )
-        if not tcp and len(reply) > limit:
-            stats.truncated += 1
-            reply = build_message(
+
+        def built(answer_records: bool, additional_records: bool) -> bytes:
+            return build_message(
                 question.qname,
                 question.qtype,
                 question.qclass,
                 answer.rcode,
+                answer=answer.answer if answer_records else (),
+                authority=answer.authority if answer_records else (),
+                additional=answer.additional if additional_records else (),
                 message_id=header.id,
                 rd=bool(header.rd),
                 ra=self.recursion_available,
-                tc=True,
+                tc=not answer_records,
                 edns=edns,
             )
-        return reply
+
+        reply = built(True, True)
+        if tcp or len(reply) <= limit:
+            return reply
+        if answer.additional:  # RFC 2181 9: drop the additional section before setting TC
+            reply = built(True, False)
+            if len(reply) <= limit:
+                return reply
+        stats.truncated += 1
+        return built(False, False)
 
     async def _forward(self, data: bytes, tcp: bool, query: DNSRecord, edns: bool) -> bytes:
         assert self.forwarder is not None

@@ -160,6 +160,22 @@ def test_a_reply_that_does_not_fit_is_truncated_and_whole_over_tcp(edns: int | N
         assert len(tcp.rr) == 100
 
 
+@pytest.mark.parametrize("edns", [None, 512])
+def test_additional_records_are_dropped_before_tc_is_set(edns: int | None) -> None:
+    """RFC 2181 9: TC only when the answer section itself does not fit."""
+    catalog = make_catalog()
+    add_endpoints(catalog, "seven", 7)  # 7 SRV fit 512 bytes; with 7 A additionals they do not
+    handler = make_handler(catalog)
+    for _ in range(2):  # slow path, then fast path
+        udp = ask(handler, query("seven.service.lab", "SRV", edns=edns))
+        assert udp.header.tc == 0
+        assert len(udp.rr) == 7
+        assert [QTYPE[rr.rtype] for rr in udp.ar] == ([] if edns is None else ["OPT"])
+        tcp = ask(handler, query("seven.service.lab", "SRV", edns=edns), tcp=True)
+        assert len([rr for rr in tcp.ar if rr.rtype == QTYPE.A]) == 7
+    assert handler.stats.truncated == 0
+
+
 @pytest.mark.parametrize(("count", "edns", "truncated"), [(60, 4096, False), (100, 4096, True)])
 def test_the_clients_edns_size_is_honoured_up_to_our_own(
     count: int, edns: int, truncated: bool
