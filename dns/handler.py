@@ -30,6 +30,7 @@ from dns.view import IndexedCatalog
 from dns.wire import (
     BADVERS,
     FLAG_QR,
+    MAX_LABEL_LEN,
     MAX_NAME_WIRE_LEN,
     MIN_UDP_PAYLOAD,
     OPCODE_MASK,
@@ -157,7 +158,10 @@ class QueryHandler:
             limit = udp_reply_limit(options[0].rclass)
         question = query.questions[0]
         labels = tuple(label.lower() for label in question.qname.label)
-        if sum(len(label) + 1 for label in labels) + 1 > MAX_NAME_WIRE_LEN:
+        # dnslib reads a length byte in the reserved range 0x40-0xBF (RFC 6891 obsoleted
+        # the extended label types) as a label longer than 63: not a name we can echo.
+        too_long = any(len(label) > MAX_LABEL_LEN for label in labels)
+        if too_long or sum(len(label) + 1 for label in labels) + 1 > MAX_NAME_WIRE_LEN:
             stats.formerr += 1
             return header_reply(data, RCODE.FORMERR)
         ours = labels[len(labels) - len(self._zone_labels) :] == self._zone_labels

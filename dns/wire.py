@@ -34,6 +34,7 @@ MIN_UDP_PAYLOAD = 512  # RFC 1035; also the floor for an EDNS size below it (RFC
 OWN_UDP_PAYLOAD = 1232
 TCP_PAYLOAD = 65535
 MAX_NAME_WIRE_LEN = 255
+MAX_LABEL_LEN = 63
 BADVERS = 16
 
 # flags, first byte: QR opcode(4) AA TC RD; second byte: RA Z AD CD rcode(4)
@@ -66,7 +67,7 @@ def query_shape(data: bytes) -> tuple[bytes, int, int] | None:
     try:
         length = data[12]
         while length:
-            if length > 63:  # a compression pointer or a reserved label type
+            if length > MAX_LABEL_LEN:  # a compression pointer or a reserved label type
                 return None
             position += length + 1
             length = data[position]

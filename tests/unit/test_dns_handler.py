@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import struct
 
@@ -238,6 +239,19 @@ def test_bad_input(data: bytes, expected: int | None) -> None:
         assert parsed.header.id == 0x1234
         assert parsed.header.qr == 1
     assert handler.stats.handler_errors == 0
+
+
+@pytest.mark.parametrize("length_byte", [0x40, 0x41, 0x7F, 0x80, 0xBF])
+def test_a_label_type_in_the_reserved_range_is_formerr_without_a_traceback(
+    length_byte: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = bytes([length_byte]) + b"a" * length_byte + b"\x03lab\x00"
+    data = b"\x12\x34\x01\x00\x00\x01" + bytes(6) + name + b"\x00\x01\x00\x01"
+    handler = make_handler()
+    reply = ask(handler, data)
+    assert reply.header.rcode == RCODE.FORMERR
+    assert handler.stats.handler_errors == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def test_a_compression_loop_is_formerr() -> None:
