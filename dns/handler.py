@@ -35,8 +35,8 @@ from dns.wire import (
     MIN_UDP_PAYLOAD,
     OPCODE_MASK,
     assemble,
+    bare_reply,
     build_message,
-    header_reply,
     query_shape,
     question_reply,
     reply_to_record,
@@ -130,27 +130,28 @@ class QueryHandler:
                 log.exception("dns: handler failed; answering SERVFAIL")
             if shape is not None:
                 return question_reply(data, shape[1], RCODE.SERVFAIL, self.recursion_available)
-            return header_reply(data, RCODE.SERVFAIL) if len(data) >= 12 else None
+            return bare_reply(data, RCODE.SERVFAIL) if len(data) >= 12 else None
 
     def _slow(self, data: bytes, tcp: bool, shape: tuple[bytes, int, int] | None) -> Reply:
         stats = self.stats
         if len(data) < 12 or data[2] & FLAG_QR:
             stats.dropped += 1
             return None
-        if data[2] & OPCODE_MASK:
-            stats.notimp += 1
-            return header_reply(data, RCODE.NOTIMP)
         try:
             query = DNSRecord.parse(data)
         except Exception:  # any way a message can be broken, dnslib's errors or others
             stats.formerr += 1
-            return header_reply(data, RCODE.FORMERR)
+            # Whether it carried an OPT is unknowable: a bare header (as for QDCOUNT 0).
+            return bare_reply(data, RCODE.FORMERR)
         options = [rr for rr in query.ar if rr.rtype == QTYPE.OPT]
+        edns = bool(options)
+        if data[2] & OPCODE_MASK:
+            stats.notimp += 1
+            return bare_reply(data, RCODE.NOTIMP, echo_question=True, edns=edns)
         misplaced = any(rr.rtype == QTYPE.OPT for rr in (*query.rr, *query.auth))
         if len(query.questions) != 1 or len(options) > 1 or misplaced:
             stats.formerr += 1
-            return header_reply(data, RCODE.FORMERR)
-        edns = bool(options)
+            return bare_reply(data, RCODE.FORMERR, edns=edns)
         limit = MIN_UDP_PAYLOAD
         if options:
             if (options[0].ttl >> 16) & 0xFF:
@@ -163,7 +164,7 @@ class QueryHandler:
         too_long = any(len(label) > MAX_LABEL_LEN for label in labels)
         if too_long or sum(len(label) + 1 for label in labels) + 1 > MAX_NAME_WIRE_LEN:
             stats.formerr += 1
-            return header_reply(data, RCODE.FORMERR)
+            return bare_reply(data, RCODE.FORMERR, edns=edns)
         ours = labels[len(labels) - len(self._zone_labels) :] == self._zone_labels
         if question.qclass != CLASS.IN or (ours and question.qtype in ZONE_TRANSFER_TYPES):
             stats.refused += 1

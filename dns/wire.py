@@ -164,10 +164,48 @@ def variant_length(variant: Variant, name_length: int) -> int:
     return 12 + name_length + len(variant[2])
 
 
-def header_reply(data: bytes, rcode: int) -> bytes:
-    """A bare header reply (no question) to a query we could not read: FORMERR, NOTIMP."""
+def opt_record(ext_rcode: int = 0, dnssec_ok: bool = False) -> bytes:
+    """Our OPT record: root owner, our UDP size, extended rcode, version 0, DO as asked."""
+    flags = b"\x80\x00" if dnssec_ok else b"\x00\x00"
+    return (
+        b"\x00\x00\x29"
+        + OWN_UDP_PAYLOAD.to_bytes(2, "big")
+        + bytes([ext_rcode & 0xFF, 0])
+        + flags
+        + b"\x00\x00"
+    )
+
+
+def question_end(data: bytes) -> int | None:
+    """The offset just past the first question, when it is there and its name is plain
+    labels (no compression pointer, no reserved label type), else None."""
+    position = HEADER_LEN
+    try:
+        while data[position]:
+            if data[position] > MAX_LABEL_LEN:
+                return None
+            position += data[position] + 1
+    except IndexError:
+        return None
+    end = position + 5
+    if data[4:6] == b"\x00\x00" or end > len(data) or end - HEADER_LEN - 4 > MAX_NAME_WIRE_LEN:
+        return None
+    return end
+
+
+def bare_reply(
+    data: bytes, rcode: int, *, echo_question: bool = False, edns: bool = False
+) -> bytes:
+    """A reply with no records to a query we will not answer (FORMERR, NOTIMP, SERVFAIL):
+    the query's id, opcode and RD; its question when asked to echo it and it can be
+    echoed; an OPT when the query carried one (RFC 6891 6.1.1)."""
     first = FLAG_QR | (data[2] & (OPCODE_MASK | FLAG_RD))
-    return data[:2] + bytes([first, rcode & 0xF]) + bytes(8)
+    end = question_end(data) if echo_question else None
+    question = data[HEADER_LEN:end] if end is not None else b""
+    counts = (b"\x00\x01" if question else b"\x00\x00") + bytes(4)
+    counts += b"\x00\x01" if edns else b"\x00\x00"
+    opt = opt_record(rcode >> 4) if edns else b""
+    return data[:2] + bytes([first, rcode & 0xF]) + counts + question + opt
 
 
 def question_reply(data: bytes, name_end: int, rcode: int, ra: bool) -> bytes:
@@ -203,10 +241,12 @@ __all__ = [
     "TCP_PAYLOAD",
     "Variant",
     "assemble",
+    "bare_reply",
     "build_message",
-    "header_reply",
     "labels_from_wire",
+    "opt_record",
     "query_shape",
+    "question_end",
     "question_reply",
     "reply_to_record",
     "split_packed",

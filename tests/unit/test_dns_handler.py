@@ -254,6 +254,39 @@ def test_a_label_type_in_the_reserved_range_is_formerr_without_a_traceback(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+OPT_1232 = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"  # an OPT record: EDNS 0, 1232 bytes
+WITH_OPT = b"\x00\x00\x00\x01"  # NSCOUNT 0, ARCOUNT 1
+
+
+@pytest.mark.parametrize(
+    ("data", "rcode", "question"),
+    [
+        (b"\x12\x34\x28\x00\x00\x01\x00\x00" + WITH_OPT + b"\x00\x00\x06\x00\x01" + OPT_1232,
+         RCODE.NOTIMP, True),  # UPDATE
+        (b"\x12\x34\x08\x00\x00\x01\x00\x00" + WITH_OPT + b"\x03lab\x00\x00\x01\x00\x01" + OPT_1232,
+         RCODE.NOTIMP, True),  # IQUERY
+        (b"\x12\x34\x01\x00\x00\x00\x00\x00" + WITH_OPT + OPT_1232, RCODE.FORMERR, False),
+        (b"\x12\x34\x01\x00\x00\x02\x00\x00" + WITH_OPT + b"\x00\x00\x01\x00\x01" * 2 + OPT_1232,
+         RCODE.FORMERR, False),
+        (b"\x12\x34\x01\x00\x00\x01\x00\x00" + WITH_OPT + b"\x40" + b"a" * 64
+         + b"\x00\x00\x01\x00\x01" + OPT_1232, RCODE.FORMERR, False),
+    ],
+    ids=["update", "iquery", "qdcount-0", "qdcount-2", "reserved-label-type"],
+)  # fmt: skip
+def test_error_replies_to_a_query_with_opt_carry_opt(
+    data: bytes, rcode: int, question: bool
+) -> None:
+    """RFC 6891 6.1.1: a reply to a query with OPT has OPT, NOTIMP and FORMERR too."""
+    reply = ask(make_handler(), data)
+    assert reply.header.rcode == rcode
+    assert reply.header.opcode == (data[2] >> 3) & 0xF
+    assert [QTYPE[rr.rtype] for rr in reply.ar] == ["OPT"]
+    assert reply.ar[0].rclass == 1232
+    assert len(reply.questions) == int(question)
+    if question:
+        assert reply.q.qname == DNSRecord.parse(data).q.qname
+
+
 def test_a_compression_loop_is_formerr() -> None:
     # The question name points at itself (offset 12), then at the other pointer.
     looping = b"\x12\x34\x01\x00\x00\x01" + bytes(6) + b"\xc0\x0c\x00\x01\x00\x01"
