@@ -47,6 +47,7 @@ def pack_answer(
     edns: bool,
     ra: bool,
     rng: random.Random,
+    dnssec_ok: bool = False,
 ) -> Entry | None:
     """Pack an answer to the question (lower-case wire name, type, class) into an entry.
 
@@ -76,6 +77,7 @@ def pack_answer(
                 additional=additional,
                 ra=ra,
                 edns=edns,
+                dnssec_ok=dnssec_ok,
             )
             if message[12 : 12 + len(name)] != name:
                 return None
@@ -86,7 +88,9 @@ def pack_answer(
     lean = packed(()) if answer.additional else None
     if whole is None:
         return None
-    truncated = build_message(qname, qtype, qclass, answer.rcode, ra=ra, tc=True, edns=edns)
+    truncated = build_message(
+        qname, qtype, qclass, answer.rcode, ra=ra, tc=True, edns=edns, dnssec_ok=dnssec_ok
+    )
     return Entry(
         itertools.cycle(whole),
         itertools.cycle(lean) if lean else None,

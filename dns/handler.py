@@ -45,6 +45,7 @@ from dns.wire import (
 
 log = logging.getLogger(__name__)
 ERROR_LOG_INTERVAL_S = 1.0
+CLASS_ANY = 255  # QCLASS * (RFC 1035 3.2.5); dnslib names it '*'
 ZONE_TRANSFER_TYPES = frozenset({QTYPE.AXFR, QTYPE.IXFR})
 
 Reply = bytes | None | Awaitable[bytes | None]
@@ -145,17 +146,22 @@ class QueryHandler:
             return bare_reply(data, RCODE.FORMERR)
         options = [rr for rr in query.ar if rr.rtype == QTYPE.OPT]
         edns = bool(options)
+        dnssec_ok = edns and bool(options[0].ttl & 0x8000)
         if data[2] & OPCODE_MASK:
             stats.notimp += 1
-            return bare_reply(data, RCODE.NOTIMP, echo_question=True, edns=edns)
+            return bare_reply(
+                data, RCODE.NOTIMP, echo_question=True, edns=edns, dnssec_ok=dnssec_ok
+            )
         misplaced = any(rr.rtype == QTYPE.OPT for rr in (*query.rr, *query.auth))
         if len(query.questions) != 1 or len(options) > 1 or misplaced:
             stats.formerr += 1
-            return bare_reply(data, RCODE.FORMERR, edns=edns)
+            return bare_reply(data, RCODE.FORMERR, edns=edns, dnssec_ok=dnssec_ok)
         limit = MIN_UDP_PAYLOAD
         if options:
             if (options[0].ttl >> 16) & 0xFF:
-                return reply_to_record(query, BADVERS, ra=self.recursion_available, edns=True)
+                return reply_to_record(
+                    query, BADVERS, ra=self.recursion_available, edns=True, dnssec_ok=dnssec_ok
+                )
             limit = udp_reply_limit(options[0].rclass)
         question = query.questions[0]
         labels = tuple(label.lower() for label in question.qname.label)
@@ -164,20 +170,28 @@ class QueryHandler:
         too_long = any(len(label) > MAX_LABEL_LEN for label in labels)
         if too_long or sum(len(label) + 1 for label in labels) + 1 > MAX_NAME_WIRE_LEN:
             stats.formerr += 1
-            return bare_reply(data, RCODE.FORMERR, edns=edns)
+            return bare_reply(data, RCODE.FORMERR, edns=edns, dnssec_ok=dnssec_ok)
         ours = labels[len(labels) - len(self._zone_labels) :] == self._zone_labels
-        if question.qclass != CLASS.IN or (ours and question.qtype in ZONE_TRANSFER_TYPES):
+        # Class ANY is answered from the IN data, as an authoritative server does.
+        known_class = question.qclass in (CLASS.IN, CLASS_ANY)
+        if not known_class or (ours and question.qtype in ZONE_TRANSFER_TYPES):
             stats.refused += 1
-            return reply_to_record(query, RCODE.REFUSED, ra=self.recursion_available, edns=edns)
+            return reply_to_record(
+                query, RCODE.REFUSED, ra=self.recursion_available, edns=edns, dnssec_ok=dnssec_ok
+            )
         if ours and not self.view.loaded:
             # No catalog yet (etcd not reached since start): do not deny names that may exist.
             stats.servfail += 1
-            return reply_to_record(query, RCODE.SERVFAIL, ra=self.recursion_available, edns=edns)
+            return reply_to_record(
+                query, RCODE.SERVFAIL, ra=self.recursion_available, edns=edns, dnssec_ok=dnssec_ok
+            )
         answer = resolve(labels, question.qtype, self.zone, self.view)
         if answer is None:
             if self.forwarder is None:
                 stats.refused += 1
-                return reply_to_record(query, RCODE.REFUSED, ra=False, edns=edns)
+                return reply_to_record(
+                    query, RCODE.REFUSED, ra=False, edns=edns, dnssec_ok=dnssec_ok
+                )
             stats.forwarded += 1
             return self._forward(data, tcp, query, edns)
         if shape is not None:
@@ -190,6 +204,7 @@ class QueryHandler:
                 edns=edns,
                 ra=self.recursion_available,
                 rng=self.rng,
+                dnssec_ok=dnssec_ok,
             )
             if entry is not None:
                 self.cache.put(key, entry, answer.depends_on)
@@ -210,6 +225,7 @@ class QueryHandler:
                 ra=self.recursion_available,
                 tc=not answer_records,
                 edns=edns,
+                dnssec_ok=dnssec_ok,
             )
 
         reply = built(True, True)

@@ -44,6 +44,7 @@ FLAG_TC = 0x02
 FLAG_RD = 0x01
 FLAG_RA = 0x80
 OPCODE_MASK = 0x78
+OPT_FLAG_DO = 0x80  # the first byte of the OPT record's flags (RFC 3225)
 
 _ONE_QUESTION_NO_RECORDS = b"\x00\x01\x00\x00\x00\x00"
 
@@ -58,7 +59,7 @@ def query_shape(data: bytes) -> tuple[bytes, int, int] | None:
     Ordinary: QR clear, opcode QUERY, one question whose name has no compression
     pointers, no answer or authority records, and at most one additional record,
     a well-formed EDNS version 0 OPT. The key is the lower-cased name, type,
-    class, and whether there was an OPT (the reply then carries one too).
+    class, and whether there was an OPT and its DO bit (the reply copies both).
     """
     size = len(data)
     if size < 17 or data[2] & 0xF8 or data[4:10] != _ONE_QUESTION_NO_RECORDS:
@@ -98,7 +99,8 @@ def query_shape(data: bytes) -> tuple[bytes, int, int] | None:
         return None
     offered = int.from_bytes(data[end + 3 : end + 5], "big")
     limit = udp_reply_limit(offered)
-    return data[12:name_end].lower() + data[name_end:end] + b"E", name_end, limit
+    edns_marker = b"D" if data[end + 7] & OPT_FLAG_DO else b"E"
+    return data[12:name_end].lower() + data[name_end:end] + edns_marker, name_end, limit
 
 
 def udp_reply_limit(offered: int) -> int:
@@ -140,6 +142,7 @@ def build_message(
     aa: bool = True,
     tc: bool = False,
     edns: bool = False,
+    dnssec_ok: bool = False,
 ) -> bytes:
     header = DNSHeader(
         id=message_id, qr=1, aa=int(aa), tc=int(tc), rd=int(rd), ra=int(ra), rcode=rcode & 0xF
@@ -149,7 +152,9 @@ def build_message(
     record.auth = list(authority)
     record.ar = list(additional)
     if edns:
-        record.ar.append(EDNS0(udp_len=OWN_UDP_PAYLOAD, ext_rcode=rcode >> 4))
+        # RFC 3225: the DO bit of the query is copied into the reply.
+        flags = "do" if dnssec_ok else ""
+        record.ar.append(EDNS0(udp_len=OWN_UDP_PAYLOAD, ext_rcode=rcode >> 4, flags=flags))
     return bytes(record.pack())
 
 
@@ -166,7 +171,7 @@ def variant_length(variant: Variant, name_length: int) -> int:
 
 def opt_record(ext_rcode: int = 0, dnssec_ok: bool = False) -> bytes:
     """Our OPT record: root owner, our UDP size, extended rcode, version 0, DO as asked."""
-    flags = b"\x80\x00" if dnssec_ok else b"\x00\x00"
+    flags = bytes([OPT_FLAG_DO if dnssec_ok else 0, 0])
     return (
         b"\x00\x00\x29"
         + OWN_UDP_PAYLOAD.to_bytes(2, "big")
@@ -194,7 +199,12 @@ def question_end(data: bytes) -> int | None:
 
 
 def bare_reply(
-    data: bytes, rcode: int, *, echo_question: bool = False, edns: bool = False
+    data: bytes,
+    rcode: int,
+    *,
+    echo_question: bool = False,
+    edns: bool = False,
+    dnssec_ok: bool = False,
 ) -> bytes:
     """A reply with no records to a query we will not answer (FORMERR, NOTIMP, SERVFAIL):
     the query's id, opcode and RD; its question when asked to echo it and it can be
@@ -204,7 +214,7 @@ def bare_reply(
     question = data[HEADER_LEN:end] if end is not None else b""
     counts = (b"\x00\x01" if question else b"\x00\x00") + bytes(4)
     counts += b"\x00\x01" if edns else b"\x00\x00"
-    opt = opt_record(rcode >> 4) if edns else b""
+    opt = opt_record(rcode >> 4, dnssec_ok) if edns else b""
     return data[:2] + bytes([first, rcode & 0xF]) + counts + question + opt
 
 
@@ -216,7 +226,13 @@ def question_reply(data: bytes, name_end: int, rcode: int, ra: bool) -> bytes:
 
 
 def reply_to_record(
-    query: DNSRecord, rcode: int, *, ra: bool, edns: bool, aa: bool = False
+    query: DNSRecord,
+    rcode: int,
+    *,
+    ra: bool,
+    edns: bool,
+    dnssec_ok: bool = False,
+    aa: bool = False,
 ) -> bytes:
     """A reply with no records to a parsed query, keeping its question as asked."""
     question = query.questions[0] if query.questions else DNSQuestion(".", QTYPE.A, CLASS.IN)
@@ -230,6 +246,7 @@ def reply_to_record(
         ra=ra,
         aa=aa,
         edns=edns,
+        dnssec_ok=dnssec_ok,
     )
 
 

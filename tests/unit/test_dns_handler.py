@@ -196,6 +196,60 @@ def test_the_clients_edns_size_is_honoured_up_to_our_own(
         assert reply.ar[-1].rclass == 1232
 
 
+def with_do_bit(data: bytes) -> bytes:
+    """The query with the DO bit set in its OPT record (the last 11 bytes)."""
+    opt = bytearray(data[-11:])
+    assert opt[:3] == b"\x00\x00\x29"
+    opt[7] |= 0x80
+    return data[:-11] + bytes(opt)
+
+
+@pytest.mark.parametrize(
+    ("name", "qtype", "rcode"),
+    [
+        ("web.service.lab", "A", RCODE.NOERROR),
+        ("nosuch.service.lab", "A", RCODE.NXDOMAIN),
+        ("example.com", "A", RCODE.REFUSED),
+    ],
+)
+def test_the_do_bit_is_copied_into_the_reply(name: str, qtype: str, rcode: int) -> None:
+    """RFC 3225 3: the DO bit of the query is copied into the reply, set or clear."""
+    handler = make_handler()
+    for _ in range(2):  # slow path, then fast path: a DO query has its own cache entry
+        for dnssec_ok in (True, False):
+            data = query(name, qtype, edns=1232)
+            reply = ask(handler, with_do_bit(data) if dnssec_ok else data)
+            assert reply.header.rcode == rcode
+            opt = reply.ar[-1]
+            assert opt.rtype == QTYPE.OPT
+            assert bool(opt.ttl & 0x8000) == dnssec_ok
+
+
+def test_the_do_bit_is_copied_into_badvers_and_notimp() -> None:
+    handler = make_handler()
+    record = DNSRecord(q=DNSQuestion("web.service.lab"))
+    record.add_ar(EDNS0(udp_len=1232, version=1, flags="do"))
+    notimp = bytearray(with_do_bit(query("web.service.lab", edns=1232)))
+    notimp[2] |= 2 << 3  # opcode STATUS
+    for data in (bytes(record.pack()), bytes(notimp)):
+        reply = ask(handler, data)
+        assert reply.ar[-1].ttl & 0x8000
+
+
+def test_class_any_is_answered_from_the_in_data() -> None:
+    handler = make_handler()
+    for _ in range(2):  # slow path, then fast path
+        reply = ask(handler, query("web.service.lab", qclass=255))
+        assert reply.header.rcode == RCODE.NOERROR
+        assert reply.header.aa == 1
+        assert reply.q.qclass == 255
+        assert addresses(reply) == ["10.5.1.7", "10.5.2.3"]
+        assert {rr.rclass for rr in reply.rr} == {CLASS.IN}
+    nx = ask(handler, query("nosuch.service.lab", qclass=255))
+    assert nx.header.rcode == RCODE.NXDOMAIN
+    assert [QTYPE[rr.rtype] for rr in nx.auth] == ["SOA"]
+
+
 def test_edns_version_other_than_0_gets_badvers() -> None:
     handler = make_handler()
     record = DNSRecord(q=DNSQuestion("web.service.lab"))
