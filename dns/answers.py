@@ -21,8 +21,11 @@ etcd plugin are the models)::
 A name that exists but has no record of the asked type gets NODATA (NOERROR,
 empty answer); a name that does not exist gets NXDOMAIN. Both carry the zone's
 SOA in the authority section; its minimum (and TTL) is the negative TTL.
-A service name exists while the catalog holds any endpoint of it, serving or
-not; only serving endpoints (health passing or healthy) are answered.
+Only serving endpoints (health passing or healthy) make names, as Consul leaves
+endpoints with failing checks out: a service, tag or endpoint name exists while
+a serving endpoint puts a record at it or below it. ``_tcp.service.lab``,
+``_<tag>.service.lab`` and ``_tcp.web.service.lab`` are empty non-terminals
+(NODATA, never NXDOMAIN, since RFC 8020 reads NXDOMAIN as "nothing below").
 
 Every answer also says what it depends on (``depends_on``), so a cache of
 packed answers knows which entries a catalog change makes stale.
@@ -37,7 +40,7 @@ from typing import Protocol
 
 from dnslib import AAAA, NS, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A
 
-from discovery.schema import Endpoint, Node
+from discovery.schema import PROTOCOLS, Endpoint, Node
 
 SOA_REFRESH_S = 3600
 SOA_RETRY_S = 600
@@ -64,7 +67,16 @@ class CatalogView(Protocol):
     def nodes(self) -> list[Node]: ...
 
     def names_of_address(self, address: str) -> tuple[list[str], list[str]]:
-        """(services with an endpoint at this address, nodes with this underlay address)."""
+        """(services with a serving endpoint at this address, nodes with this underlay
+        address)."""
+        ...
+
+    def srv_branches(self) -> frozenset[str]:
+        """X for every _X.service.<domain> that has an SRV name below it."""
+        ...
+
+    def any_serving(self) -> bool:
+        """Whether any endpoint serves, so service.<domain> has names below it."""
         ...
 
 
@@ -168,6 +180,11 @@ def _nxdomain(zone: Zone, view: CatalogView, depends_on: str) -> Answer:
 
 def _nodata(zone: Zone, view: CatalogView, depends_on: str) -> Answer:
     return _negative(RCODE.NOERROR, zone, view, depends_on)
+
+
+def _negative_for(exists: bool, zone: Zone, view: CatalogView, depends_on: str) -> Answer:
+    """NODATA at a name that exists without records of its own, else NXDOMAIN."""
+    return _nodata(zone, view, depends_on) if exists else _nxdomain(zone, view, depends_on)
 
 
 def _records(
@@ -278,75 +295,85 @@ def _apex(qtype: int, zone: Zone, view: CatalogView) -> Answer:
 
 
 def _service_names(body: Labels, qtype: int, zone: Zone, view: CatalogView) -> Answer:
-    if not body:  # service.<domain>: an empty non-terminal
-        return _nodata(zone, view, DEPENDS_ON_EVERYTHING)
+    """Names under service.<domain>. Only serving endpoints make names: a name with
+    neither records nor a name below it is NXDOMAIN, one with names below it but no
+    records of its own (an empty non-terminal) is NODATA (RFC 8020)."""
+    if not body:  # service.<domain>: an empty non-terminal while any endpoint serves
+        exists = view.any_serving()
+        return _negative_for(exists, zone, view, DEPENDS_ON_EVERYTHING)
+    if len(body) == 1 and body[0].startswith(b"_"):
+        # _tcp.service.lab / _blue.service.lab: empty non-terminals above _web._tcp ...
+        branch = _text(body[0][1:])
+        exists = branch is not None and branch in view.srv_branches()
+        return _negative_for(exists, zone, view, DEPENDS_ON_EVERYTHING)
     service = _text(body[-1])
     if service is None:
         return _nxdomain(zone, view, DEPENDS_ON_EVERYTHING)
     if len(body) == 2 and body[0].startswith(b"_") and service.startswith("_"):
         return _rfc2782(body[0][1:], service[1:], qtype, zone, view)
     depends = service_dependency(service)
-    endpoints = view.endpoints(service)
-    if not endpoints:
+    serving = [e for e in view.endpoints(service) if e.serving]
+    if not serving:
         return _nxdomain(zone, view, depends)
     owner = zone.name(*(label.decode("ascii", "replace") for label in body), "service")
-    serving = [e for e in endpoints if e.serving]
     if len(body) == 1:
         return _endpoint_answer(owner, qtype, serving, zone, view, depends)
     if len(body) == 2:
         label = _text(body[0])
-        one = [e for e in endpoints if e.endpoint_id == label]
-        if one:
+        one = [e for e in serving if e.endpoint_id == label]
+        if one:  # an endpoint's own name, the target of its SRV records
             records = _address_records(owner, [one[0].host], qtype, zone.ttl_s)
             if qtype == QTYPE.ANY:
                 records = [_minimal_any(owner, zone)]
             return _records(records, zone, view, depends)
-        if any(label in e.tags for e in endpoints):
-            tagged = [e for e in serving if label in e.tags]
+        tagged = [e for e in serving if label in e.tags]
+        if tagged:
             return _endpoint_answer(owner, qtype, tagged, zone, view, depends)
         if label is not None and label.startswith("_"):
             # _tcp.web.service.lab: an empty non-terminal above _http._tcp.web.service.lab.
             protocol = label[1:]
-            if any(e.protocol == protocol and e.port_name and e.port for e in endpoints):
+            if any(e.protocol == protocol and e.port_name and e.port for e in serving):
                 return _nodata(zone, view, depends)
         return _nxdomain(zone, view, depends)
     if len(body) == 3 and body[0].startswith(b"_") and body[1].startswith(b"_"):
         port_name = _text(body[0][1:])
         transport = _text(body[1][1:])
         named = [
-            e for e in endpoints if e.port_name == port_name and e.protocol == transport and e.port
+            e for e in serving if e.port_name == port_name and e.protocol == transport and e.port
         ]
         if named:
             if qtype != QTYPE.SRV:
                 return _not_srv(owner, qtype, zone, view, depends)
-            return _srv_answer(owner, [e for e in named if e.serving], zone, view, depends)
+            return _srv_answer(owner, named, zone, view, depends)
     return _nxdomain(zone, view, depends)
 
 
 def _rfc2782(
     service_label: bytes, second: str, qtype: int, zone: Zone, view: CatalogView
 ) -> Answer:
-    """_web._tcp.service.lab (a protocol) or _web._TAG.service.lab (a tag, as Consul)."""
+    """_web._tcp.service.lab (a protocol) or _web._TAG.service.lab (a tag, as Consul).
+
+    The name exists while it has SRV records: serving endpoints with a port."""
     service = _text(service_label)
     if service is None:
         return _nxdomain(zone, view, DEPENDS_ON_EVERYTHING)
     depends = service_dependency(service)
-    endpoints = view.endpoints(service)
-    if second in ("tcp", "udp"):
-        chosen = [e for e in endpoints if e.protocol == second]
+    with_port = [e for e in view.endpoints(service) if e.serving and e.port]
+    if second in PROTOCOLS:
+        chosen = [e for e in with_port if e.protocol == second]
     else:
-        chosen = [e for e in endpoints if second in e.tags]
-    if not endpoints or (second not in ("tcp", "udp") and not chosen):
+        chosen = [e for e in with_port if second in e.tags]
+    if not chosen:
         return _nxdomain(zone, view, depends)
     owner = zone.name("_" + service, "_" + second, "service")
     if qtype != QTYPE.SRV:
         return _not_srv(owner, qtype, zone, view, depends)
-    return _srv_answer(owner, [e for e in chosen if e.serving], zone, view, depends)
+    return _srv_answer(owner, chosen, zone, view, depends)
 
 
 def _node_names(body: Labels, qtype: int, zone: Zone, view: CatalogView) -> Answer:
-    if not body:  # node.<domain>: an empty non-terminal
-        return _nodata(zone, view, DEPENDS_ON_NODES)
+    if not body:  # node.<domain>: an empty non-terminal while there are nodes
+        return _negative_for(bool(view.nodes()), zone, view, DEPENDS_ON_NODES)
     host = _text(body[0]) if len(body) == 1 else None
     node = next((n for n in view.nodes() if n.node == host), None)
     if node is None:

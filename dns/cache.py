@@ -13,8 +13,9 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Iterator
+from typing import NamedTuple
 
-from dnslib import DNSLabel
+from dnslib import RR, DNSLabel
 
 from discovery.catalog import CatalogChange
 from dns.answers import DEPENDS_ON_EVERYTHING, DEPENDS_ON_NODES, Answer, service_dependency
@@ -23,8 +24,18 @@ from dns.wire import Variant, build_message, labels_from_wire, split_packed
 MAX_VARIANTS = 8
 MAX_ENTRIES = 200_000
 
-# (variants served in turn, the truncated reply for a UDP limit it does not fit)
-Entry = tuple[Iterator[Variant], Variant]
+
+class Entry(NamedTuple):
+    """The packed replies to one question, from the fullest to the emptiest."""
+
+    # the reply in each answer order, served in turn
+    whole: Iterator[Variant]
+    # the same without the additional section, for a UDP limit that the whole
+    # reply does not fit but the answer does (RFC 2181 9: drop additional records
+    # before setting TC); None when there is no additional section to drop
+    lean: Iterator[Variant] | None
+    # TC and no records: not even the answer fits
+    truncated: Variant
 
 
 def pack_answer(
@@ -36,6 +47,7 @@ def pack_answer(
     edns: bool,
     ra: bool,
     rng: random.Random,
+    dnssec_ok: bool = False,
 ) -> Entry | None:
     """Pack an answer to the question (lower-case wire name, type, class) into an entry.
 
@@ -51,24 +63,39 @@ def pack_answer(
             orders = [tuple(shuffled[i:] + shuffled[:i]) for i in range(len(shuffled))]
         else:
             orders = [tuple(rng.sample(shuffled, len(shuffled))) for _ in range(MAX_VARIANTS)]
-    variants = []
-    for records in orders:
-        packed = build_message(
-            qname,
-            qtype,
-            qclass,
-            answer.rcode,
-            answer=records,
-            authority=answer.authority,
-            additional=answer.additional,
-            ra=ra,
-            edns=edns,
-        )
-        if packed[12 : 12 + len(name)] != name:
-            return None
-        variants.append(split_packed(packed, len(name)))
-    truncated = build_message(qname, qtype, qclass, answer.rcode, ra=ra, tc=True, edns=edns)
-    return itertools.cycle(variants), split_packed(truncated, len(name))
+
+    def packed(additional: tuple[RR, ...]) -> list[Variant] | None:
+        variants = []
+        for records in orders:
+            message = build_message(
+                qname,
+                qtype,
+                qclass,
+                answer.rcode,
+                answer=records,
+                authority=answer.authority,
+                additional=additional,
+                ra=ra,
+                edns=edns,
+                dnssec_ok=dnssec_ok,
+            )
+            if message[12 : 12 + len(name)] != name:
+                return None
+            variants.append(split_packed(message, len(name)))
+        return variants
+
+    whole = packed(answer.additional)
+    lean = packed(()) if answer.additional else None
+    if whole is None:
+        return None
+    truncated = build_message(
+        qname, qtype, qclass, answer.rcode, ra=ra, tc=True, edns=edns, dnssec_ok=dnssec_ok
+    )
+    return Entry(
+        itertools.cycle(whole),
+        itertools.cycle(lean) if lean else None,
+        split_packed(truncated, len(name)),
+    )
 
 
 class PackedCache:

@@ -30,20 +30,22 @@ from dns.view import IndexedCatalog
 from dns.wire import (
     BADVERS,
     FLAG_QR,
-    FLAG_RD,
+    MAX_LABEL_LEN,
     MAX_NAME_WIRE_LEN,
-    MAX_UDP_PAYLOAD,
     MIN_UDP_PAYLOAD,
     OPCODE_MASK,
+    assemble,
+    bare_reply,
     build_message,
-    header_reply,
     query_shape,
     question_reply,
     reply_to_record,
+    udp_reply_limit,
 )
 
 log = logging.getLogger(__name__)
 ERROR_LOG_INTERVAL_S = 1.0
+CLASS_ANY = 255  # QCLASS * (RFC 1035 3.2.5); dnslib names it '*'
 ZONE_TRANSFER_TYPES = frozenset({QTYPE.AXFR, QTYPE.IXFR})
 
 Reply = bytes | None | Awaitable[bytes | None]
@@ -73,14 +75,17 @@ def _patched_reply(
     data: bytes, entry: Entry, name_end: int, limit: int, tcp: bool, stats: Stats
 ) -> bytes:
     """A packed answer with this query's id, RD bit and question bytes (0x20 case as
-    asked); the truncated variant when it does not fit the client's UDP size."""
-    variant = next(entry[0])
-    reply = data[:2] + variant[data[2] & FLAG_RD] + data[12:name_end] + variant[2]
+    asked). Over UDP, the fullest variant that fits the limit: the whole reply, else
+    without its additional section, else TC with no records (RFC 2181 9)."""
+    reply = assemble(data, name_end, next(entry.whole))
     if tcp or len(reply) <= limit:
         return reply
+    if entry.lean is not None:
+        reply = assemble(data, name_end, next(entry.lean))
+        if len(reply) <= limit:
+            return reply
     stats.truncated += 1
-    variant = entry[1]
-    return data[:2] + variant[data[2] & FLAG_RD] + data[12:name_end] + variant[2]
+    return assemble(data, name_end, entry.truncated)
 
 
 class QueryHandler:
@@ -126,50 +131,67 @@ class QueryHandler:
                 log.exception("dns: handler failed; answering SERVFAIL")
             if shape is not None:
                 return question_reply(data, shape[1], RCODE.SERVFAIL, self.recursion_available)
-            return header_reply(data, RCODE.SERVFAIL) if len(data) >= 12 else None
+            return bare_reply(data, RCODE.SERVFAIL) if len(data) >= 12 else None
 
     def _slow(self, data: bytes, tcp: bool, shape: tuple[bytes, int, int] | None) -> Reply:
         stats = self.stats
         if len(data) < 12 or data[2] & FLAG_QR:
             stats.dropped += 1
             return None
-        if data[2] & OPCODE_MASK:
-            stats.notimp += 1
-            return header_reply(data, RCODE.NOTIMP)
         try:
             query = DNSRecord.parse(data)
         except Exception:  # any way a message can be broken, dnslib's errors or others
             stats.formerr += 1
-            return header_reply(data, RCODE.FORMERR)
+            # Whether it carried an OPT is unknowable: a bare header (as for QDCOUNT 0).
+            return bare_reply(data, RCODE.FORMERR)
         options = [rr for rr in query.ar if rr.rtype == QTYPE.OPT]
+        edns = bool(options)
+        dnssec_ok = edns and bool(options[0].ttl & 0x8000)
+        if data[2] & OPCODE_MASK:
+            stats.notimp += 1
+            return bare_reply(
+                data, RCODE.NOTIMP, echo_question=True, edns=edns, dnssec_ok=dnssec_ok
+            )
         misplaced = any(rr.rtype == QTYPE.OPT for rr in (*query.rr, *query.auth))
         if len(query.questions) != 1 or len(options) > 1 or misplaced:
             stats.formerr += 1
-            return header_reply(data, RCODE.FORMERR)
-        edns = bool(options)
+            return bare_reply(data, RCODE.FORMERR, edns=edns, dnssec_ok=dnssec_ok)
         limit = MIN_UDP_PAYLOAD
         if options:
             if (options[0].ttl >> 16) & 0xFF:
-                return reply_to_record(query, BADVERS, ra=self.recursion_available, edns=True)
-            limit = min(max(options[0].rclass, MIN_UDP_PAYLOAD), MAX_UDP_PAYLOAD)
+                return reply_to_record(
+                    query, BADVERS, ra=self.recursion_available, edns=True, dnssec_ok=dnssec_ok
+                )
+            limit = udp_reply_limit(options[0].rclass)
         question = query.questions[0]
         labels = tuple(label.lower() for label in question.qname.label)
-        if sum(len(label) + 1 for label in labels) + 1 > MAX_NAME_WIRE_LEN:
+        # dnslib reads a length byte in the reserved range 0x40-0xBF (RFC 6891 obsoleted
+        # the extended label types) as a label longer than 63: not a name we can echo.
+        too_long = any(len(label) > MAX_LABEL_LEN for label in labels)
+        if too_long or sum(len(label) + 1 for label in labels) + 1 > MAX_NAME_WIRE_LEN:
             stats.formerr += 1
-            return header_reply(data, RCODE.FORMERR)
+            return bare_reply(data, RCODE.FORMERR, edns=edns, dnssec_ok=dnssec_ok)
         ours = labels[len(labels) - len(self._zone_labels) :] == self._zone_labels
-        if question.qclass != CLASS.IN or (ours and question.qtype in ZONE_TRANSFER_TYPES):
+        # Class ANY is answered from the IN data, as an authoritative server does.
+        known_class = question.qclass in (CLASS.IN, CLASS_ANY)
+        if not known_class or (ours and question.qtype in ZONE_TRANSFER_TYPES):
             stats.refused += 1
-            return reply_to_record(query, RCODE.REFUSED, ra=self.recursion_available, edns=edns)
+            return reply_to_record(
+                query, RCODE.REFUSED, ra=self.recursion_available, edns=edns, dnssec_ok=dnssec_ok
+            )
         if ours and not self.view.loaded:
             # No catalog yet (etcd not reached since start): do not deny names that may exist.
             stats.servfail += 1
-            return reply_to_record(query, RCODE.SERVFAIL, ra=self.recursion_available, edns=edns)
+            return reply_to_record(
+                query, RCODE.SERVFAIL, ra=self.recursion_available, edns=edns, dnssec_ok=dnssec_ok
+            )
         answer = resolve(labels, question.qtype, self.zone, self.view)
         if answer is None:
             if self.forwarder is None:
                 stats.refused += 1
-                return reply_to_record(query, RCODE.REFUSED, ra=False, edns=edns)
+                return reply_to_record(
+                    query, RCODE.REFUSED, ra=False, edns=edns, dnssec_ok=dnssec_ok
+                )
             stats.forwarded += 1
             return self._forward(data, tcp, query, edns)
         if shape is not None:
@@ -182,38 +204,39 @@ class QueryHandler:
                 edns=edns,
                 ra=self.recursion_available,
                 rng=self.rng,
+                dnssec_ok=dnssec_ok,
             )
             if entry is not None:
                 self.cache.put(key, entry, answer.depends_on)
                 return _patched_reply(data, entry, name_end, limit, tcp, stats)
         header = query.header
-        reply = build_message(
-            question.qname,
-            question.qtype,
-            question.qclass,
-            answer.rcode,
-            answer=answer.answer,
-            authority=answer.authority,
-            additional=answer.additional,
-            message_id=header.id,
-            rd=bool(header.rd),
-            ra=self.recursion_available,
-            edns=edns,
-        )
-        if not tcp and len(reply) > limit:
-            stats.truncated += 1
-            reply = build_message(
+
+        def built(answer_records: bool, additional_records: bool) -> bytes:
+            return build_message(
                 question.qname,
                 question.qtype,
                 question.qclass,
                 answer.rcode,
+                answer=answer.answer if answer_records else (),
+                authority=answer.authority if answer_records else (),
+                additional=answer.additional if additional_records else (),
                 message_id=header.id,
                 rd=bool(header.rd),
                 ra=self.recursion_available,
-                tc=True,
+                tc=not answer_records,
                 edns=edns,
+                dnssec_ok=dnssec_ok,
             )
-        return reply
+
+        reply = built(True, True)
+        if tcp or len(reply) <= limit:
+            return reply
+        if answer.additional:  # RFC 2181 9: drop the additional section before setting TC
+            reply = built(True, False)
+            if len(reply) <= limit:
+                return reply
+        stats.truncated += 1
+        return built(False, False)
 
     async def _forward(self, data: bytes, tcp: bool, query: DNSRecord, edns: bool) -> bytes:
         assert self.forwarder is not None

@@ -28,10 +28,13 @@ from dnslib import CLASS, EDNS0, QTYPE, RCODE, RR, DNSHeader, DNSLabel, DNSQuest
 
 HEADER_LEN = 12
 MIN_UDP_PAYLOAD = 512  # RFC 1035; also the floor for an EDNS size below it (RFC 6891)
-MAX_UDP_PAYLOAD = 4096  # the most we put in one datagram, whatever the client offers
-ADVERTISED_UDP_PAYLOAD = 1232  # what we tell clients we accept (DNS flag day 2020)
+# What we tell clients we accept, and the most we send in one datagram whatever the
+# client offers (RFC 6891 6.2.5, RFC 9715): 1232 fits the lab's 1450-byte VXLAN MTU
+# without IP fragmentation (DNS flag day 2020).
+OWN_UDP_PAYLOAD = 1232
 TCP_PAYLOAD = 65535
 MAX_NAME_WIRE_LEN = 255
+MAX_LABEL_LEN = 63
 BADVERS = 16
 
 # flags, first byte: QR opcode(4) AA TC RD; second byte: RA Z AD CD rcode(4)
@@ -41,6 +44,7 @@ FLAG_TC = 0x02
 FLAG_RD = 0x01
 FLAG_RA = 0x80
 OPCODE_MASK = 0x78
+OPT_FLAG_DO = 0x80  # the first byte of the OPT record's flags (RFC 3225)
 
 _ONE_QUESTION_NO_RECORDS = b"\x00\x01\x00\x00\x00\x00"
 
@@ -55,7 +59,7 @@ def query_shape(data: bytes) -> tuple[bytes, int, int] | None:
     Ordinary: QR clear, opcode QUERY, one question whose name has no compression
     pointers, no answer or authority records, and at most one additional record,
     a well-formed EDNS version 0 OPT. The key is the lower-cased name, type,
-    class, and whether there was an OPT (the reply then carries one too).
+    class, and whether there was an OPT and its DO bit (the reply copies both).
     """
     size = len(data)
     if size < 17 or data[2] & 0xF8 or data[4:10] != _ONE_QUESTION_NO_RECORDS:
@@ -64,7 +68,7 @@ def query_shape(data: bytes) -> tuple[bytes, int, int] | None:
     try:
         length = data[12]
         while length:
-            if length > 63:  # a compression pointer or a reserved label type
+            if length > MAX_LABEL_LEN:  # a compression pointer or a reserved label type
                 return None
             position += length + 1
             length = data[position]
@@ -94,8 +98,14 @@ def query_shape(data: bytes) -> tuple[bytes, int, int] | None:
     if option != size:
         return None
     offered = int.from_bytes(data[end + 3 : end + 5], "big")
-    limit = min(max(offered, MIN_UDP_PAYLOAD), MAX_UDP_PAYLOAD)
-    return data[12:name_end].lower() + data[name_end:end] + b"E", name_end, limit
+    limit = udp_reply_limit(offered)
+    edns_marker = b"D" if data[end + 7] & OPT_FLAG_DO else b"E"
+    return data[12:name_end].lower() + data[name_end:end] + edns_marker, name_end, limit
+
+
+def udp_reply_limit(offered: int) -> int:
+    """The largest UDP reply for a client that offered this EDNS payload size."""
+    return min(max(offered, MIN_UDP_PAYLOAD), OWN_UDP_PAYLOAD)
 
 
 def assemble(data: bytes, name_end: int, variant: Variant) -> bytes:
@@ -132,6 +142,7 @@ def build_message(
     aa: bool = True,
     tc: bool = False,
     edns: bool = False,
+    dnssec_ok: bool = False,
 ) -> bytes:
     header = DNSHeader(
         id=message_id, qr=1, aa=int(aa), tc=int(tc), rd=int(rd), ra=int(ra), rcode=rcode & 0xF
@@ -141,7 +152,9 @@ def build_message(
     record.auth = list(authority)
     record.ar = list(additional)
     if edns:
-        record.ar.append(EDNS0(udp_len=ADVERTISED_UDP_PAYLOAD, ext_rcode=rcode >> 4))
+        # RFC 3225: the DO bit of the query is copied into the reply.
+        flags = "do" if dnssec_ok else ""
+        record.ar.append(EDNS0(udp_len=OWN_UDP_PAYLOAD, ext_rcode=rcode >> 4, flags=flags))
     return bytes(record.pack())
 
 
@@ -156,10 +169,53 @@ def variant_length(variant: Variant, name_length: int) -> int:
     return 12 + name_length + len(variant[2])
 
 
-def header_reply(data: bytes, rcode: int) -> bytes:
-    """A bare header reply (no question) to a query we could not read: FORMERR, NOTIMP."""
+def opt_record(ext_rcode: int = 0, dnssec_ok: bool = False) -> bytes:
+    """Our OPT record: root owner, our UDP size, extended rcode, version 0, DO as asked."""
+    flags = bytes([OPT_FLAG_DO if dnssec_ok else 0, 0])
+    return (
+        b"\x00\x00\x29"
+        + OWN_UDP_PAYLOAD.to_bytes(2, "big")
+        + bytes([ext_rcode & 0xFF, 0])
+        + flags
+        + b"\x00\x00"
+    )
+
+
+def question_end(data: bytes) -> int | None:
+    """The offset just past the first question, when it is there and its name is plain
+    labels (no compression pointer, no reserved label type), else None."""
+    position = HEADER_LEN
+    try:
+        while data[position]:
+            if data[position] > MAX_LABEL_LEN:
+                return None
+            position += data[position] + 1
+    except IndexError:
+        return None
+    end = position + 5
+    if data[4:6] == b"\x00\x00" or end > len(data) or end - HEADER_LEN - 4 > MAX_NAME_WIRE_LEN:
+        return None
+    return end
+
+
+def bare_reply(
+    data: bytes,
+    rcode: int,
+    *,
+    echo_question: bool = False,
+    edns: bool = False,
+    dnssec_ok: bool = False,
+) -> bytes:
+    """A reply with no records to a query we will not answer (FORMERR, NOTIMP, SERVFAIL):
+    the query's id, opcode and RD; its question when asked to echo it and it can be
+    echoed; an OPT when the query carried one (RFC 6891 6.1.1)."""
     first = FLAG_QR | (data[2] & (OPCODE_MASK | FLAG_RD))
-    return data[:2] + bytes([first, rcode & 0xF]) + bytes(8)
+    end = question_end(data) if echo_question else None
+    question = data[HEADER_LEN:end] if end is not None else b""
+    counts = (b"\x00\x01" if question else b"\x00\x00") + bytes(4)
+    counts += b"\x00\x01" if edns else b"\x00\x00"
+    opt = opt_record(rcode >> 4, dnssec_ok) if edns else b""
+    return data[:2] + bytes([first, rcode & 0xF]) + counts + question + opt
 
 
 def question_reply(data: bytes, name_end: int, rcode: int, ra: bool) -> bytes:
@@ -170,7 +226,13 @@ def question_reply(data: bytes, name_end: int, rcode: int, ra: bool) -> bytes:
 
 
 def reply_to_record(
-    query: DNSRecord, rcode: int, *, ra: bool, edns: bool, aa: bool = False
+    query: DNSRecord,
+    rcode: int,
+    *,
+    ra: bool,
+    edns: bool,
+    dnssec_ok: bool = False,
+    aa: bool = False,
 ) -> bytes:
     """A reply with no records to a parsed query, keeping its question as asked."""
     question = query.questions[0] if query.questions else DNSQuestion(".", QTYPE.A, CLASS.IN)
@@ -184,23 +246,26 @@ def reply_to_record(
         ra=ra,
         aa=aa,
         edns=edns,
+        dnssec_ok=dnssec_ok,
     )
 
 
 __all__ = [
-    "ADVERTISED_UDP_PAYLOAD",
     "BADVERS",
-    "MAX_UDP_PAYLOAD",
     "MIN_UDP_PAYLOAD",
+    "OWN_UDP_PAYLOAD",
     "RCODE",
     "TCP_PAYLOAD",
     "Variant",
     "assemble",
+    "bare_reply",
     "build_message",
-    "header_reply",
     "labels_from_wire",
+    "opt_record",
     "query_shape",
+    "question_end",
     "question_reply",
     "reply_to_record",
     "split_packed",
+    "udp_reply_limit",
 ]

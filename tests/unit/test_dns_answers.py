@@ -51,6 +51,7 @@ NODES = [
 ]
 WEB_A = ENDPOINTS[0].endpoint_id  # aaaaaaaaaaaa-10-5-1-7-80tcp
 WEB_B = ENDPOINTS[1].endpoint_id
+WEB_C = ENDPOINTS[2].endpoint_id  # unhealthy
 WEB_D = ENDPOINTS[3].endpoint_id
 DB = ENDPOINTS[4].endpoint_id
 DNS_E = ENDPOINTS[5].endpoint_id
@@ -95,7 +96,10 @@ ROWS: list[tuple[str, str, int, list[str]]] = [
     ("web.service.lab", "ANY", RCODE.NOERROR, ['web.service.lab. 5 IN HINFO "RFC8482" ""']),
     ("plain.service.lab", "A", RCODE.NOERROR, ["plain.service.lab. 5 IN A 10.5.3.6"]),
     ("plain.service.lab", "SRV", RCODE.NOERROR, []),
-    ("sick.service.lab", "A", RCODE.NOERROR, []),
+    # a service whose every endpoint is out of service makes no name at all
+    ("sick.service.lab", "A", RCODE.NXDOMAIN, []),
+    ("sick.service.lab", "ANY", RCODE.NXDOMAIN, []),
+    ("_sick._tcp.service.lab", "SRV", RCODE.NXDOMAIN, []),
     ("nosuch.service.lab", "A", RCODE.NXDOMAIN, []),
     ("service.lab", "A", RCODE.NOERROR, []),
     # tags
@@ -109,7 +113,7 @@ ROWS: list[tuple[str, str, int, list[str]]] = [
     ("_db._tcp.service.lab", "SRV", RCODE.NOERROR, [
         f"_db._tcp.service.lab. 5 IN SRV 1 5 5432 {DB}.db.service.lab."
     ]),
-    ("_db._udp.service.lab", "SRV", RCODE.NOERROR, []),
+    ("_db._udp.service.lab", "SRV", RCODE.NXDOMAIN, []),  # db has no UDP port
     ("_db._tcp.service.lab", "A", RCODE.NOERROR, []),
     ("_nosuch._tcp.service.lab", "SRV", RCODE.NXDOMAIN, []),
     ("_web._blue.service.lab", "SRV", RCODE.NOERROR, [
@@ -128,12 +132,25 @@ ROWS: list[tuple[str, str, int, list[str]]] = [
     ("_http._tcp.web.service.lab", "A", RCODE.NOERROR, []),
     ("_tcp.web.service.lab", "A", RCODE.NOERROR, []),
     ("_grpc._tcp.web.service.lab", "SRV", RCODE.NXDOMAIN, []),
+    # empty non-terminals above the RFC 2782 names: NODATA for every type (RFC 8020)
+    ("_tcp.service.lab", "A", RCODE.NOERROR, []),
+    ("_tcp.service.lab", "SRV", RCODE.NOERROR, []),
+    ("_TCP.service.lab", "ANY", RCODE.NOERROR, []),
+    ("_udp.service.lab", "TXT", RCODE.NOERROR, []),
+    ("_blue.service.lab", "SRV", RCODE.NOERROR, []),
+    ("_green.service.lab", "A", RCODE.NOERROR, []),
+    ("_red.service.lab", "A", RCODE.NXDOMAIN, []),
+    ("_sctp.service.lab", "A", RCODE.NXDOMAIN, []),
+    ("x._tcp.service.lab", "A", RCODE.NXDOMAIN, []),
     # SRV targets
     (f"{WEB_A}.web.service.lab", "A", RCODE.NOERROR, [f"{WEB_A}.web.service.lab. 5 IN A 10.5.1.7"]),
     (f"{WEB_D}.web.service.lab", "AAAA", RCODE.NOERROR, [
         f"{WEB_D}.web.service.lab. 5 IN AAAA fd00::7"
     ]),
     (f"{WEB_D}.web.service.lab", "A", RCODE.NOERROR, []),
+    # an unhealthy endpoint leaves every answer, its own name included
+    (f"{WEB_C}.web.service.lab", "A", RCODE.NXDOMAIN, []),
+    (f"{WEB_C}.web.service.lab", "AAAA", RCODE.NXDOMAIN, []),
     # nodes
     ("host1.node.lab", "A", RCODE.NOERROR, ["host1.node.lab. 5 IN A 192.168.50.11"]),
     ("host6.node.lab", "AAAA", RCODE.NOERROR, ["host6.node.lab. 5 IN AAAA fd50::12"]),
@@ -200,6 +217,7 @@ def test_ns_at_the_apex_has_glue() -> None:
         ("lab.example.com", "A"),
         ("9.9.9.10.in-addr.arpa", "PTR"),  # an address the catalog does not know
         ("7.1.5.10.in-addr.arpa", "A"),  # reverse names are ours for PTR only
+        ("9.2.5.10.in-addr.arpa", "PTR"),  # an unhealthy endpoint's address
         (".", "NS"),
     ],
 )
@@ -265,3 +283,21 @@ def test_the_address_index_follows_the_catalog() -> None:
     key = schema.endpoint_key(PREFIX, DOMAIN, "web", WEB_A)
     catalog.apply(Change(key, None, 43))
     assert view.names_of_address("10.5.1.7") == ([], [])
+
+
+def test_without_serving_endpoints_or_nodes_the_branches_do_not_exist() -> None:
+    catalog = Catalog(PREFIX, DOMAIN)
+    sick = endpoint("web", "10.0.0.1", health="unhealthy")
+    catalog.replace_all(
+        [
+            (
+                schema.endpoint_key(PREFIX, DOMAIN, "web", sick.endpoint_id),
+                schema.encode_endpoint(sick),
+            )
+        ]
+    )
+    view = IndexedCatalog(catalog)
+    for name in ("service.lab", "node.lab", "_tcp.service.lab", "web.service.lab"):
+        answer = resolve(labels_of(name), QTYPE.A, ZONE, view)
+        assert answer is not None
+        assert answer.rcode == RCODE.NXDOMAIN, name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import struct
 
@@ -160,14 +161,93 @@ def test_a_reply_that_does_not_fit_is_truncated_and_whole_over_tcp(edns: int | N
         assert len(tcp.rr) == 100
 
 
-def test_the_clients_edns_size_is_honoured() -> None:
+@pytest.mark.parametrize("edns", [None, 512])
+def test_additional_records_are_dropped_before_tc_is_set(edns: int | None) -> None:
+    """RFC 2181 9: TC only when the answer section itself does not fit."""
     catalog = make_catalog()
-    add_endpoints(catalog, "many", 100)
+    add_endpoints(catalog, "seven", 7)  # 7 SRV fit 512 bytes; with 7 A additionals they do not
     handler = make_handler(catalog)
-    reply = ask(handler, query("many.service.lab", edns=4096))
-    assert reply.header.tc == 0
-    assert len(reply.rr) == 100
-    assert reply.ar[0].rtype == QTYPE.OPT
+    for _ in range(2):  # slow path, then fast path
+        udp = ask(handler, query("seven.service.lab", "SRV", edns=edns))
+        assert udp.header.tc == 0
+        assert len(udp.rr) == 7
+        assert [QTYPE[rr.rtype] for rr in udp.ar] == ([] if edns is None else ["OPT"])
+        tcp = ask(handler, query("seven.service.lab", "SRV", edns=edns), tcp=True)
+        assert len([rr for rr in tcp.ar if rr.rtype == QTYPE.A]) == 7
+    assert handler.stats.truncated == 0
+
+
+@pytest.mark.parametrize(("count", "edns", "truncated"), [(60, 4096, False), (100, 4096, True)])
+def test_the_clients_edns_size_is_honoured_up_to_our_own(
+    count: int, edns: int, truncated: bool
+) -> None:
+    """A UDP reply fits min(client's size, our advertised 1232) (RFC 6891, RFC 9715)."""
+    catalog = make_catalog()
+    add_endpoints(catalog, "many", count)  # 16 bytes per A record
+    handler = make_handler(catalog)
+    for _ in range(2):  # slow path, then fast path
+        data = handler.respond(query("many.service.lab", edns=edns), False)
+        assert isinstance(data, bytes)
+        reply = DNSRecord.parse(data)
+        assert len(data) <= 1232
+        assert reply.header.tc == int(truncated)
+        assert len(reply.rr) == (0 if truncated else count)
+        assert reply.ar[-1].rtype == QTYPE.OPT
+        assert reply.ar[-1].rclass == 1232
+
+
+def with_do_bit(data: bytes) -> bytes:
+    """The query with the DO bit set in its OPT record (the last 11 bytes)."""
+    opt = bytearray(data[-11:])
+    assert opt[:3] == b"\x00\x00\x29"
+    opt[7] |= 0x80
+    return data[:-11] + bytes(opt)
+
+
+@pytest.mark.parametrize(
+    ("name", "qtype", "rcode"),
+    [
+        ("web.service.lab", "A", RCODE.NOERROR),
+        ("nosuch.service.lab", "A", RCODE.NXDOMAIN),
+        ("example.com", "A", RCODE.REFUSED),
+    ],
+)
+def test_the_do_bit_is_copied_into_the_reply(name: str, qtype: str, rcode: int) -> None:
+    """RFC 3225 3: the DO bit of the query is copied into the reply, set or clear."""
+    handler = make_handler()
+    for _ in range(2):  # slow path, then fast path: a DO query has its own cache entry
+        for dnssec_ok in (True, False):
+            data = query(name, qtype, edns=1232)
+            reply = ask(handler, with_do_bit(data) if dnssec_ok else data)
+            assert reply.header.rcode == rcode
+            opt = reply.ar[-1]
+            assert opt.rtype == QTYPE.OPT
+            assert bool(opt.ttl & 0x8000) == dnssec_ok
+
+
+def test_the_do_bit_is_copied_into_badvers_and_notimp() -> None:
+    handler = make_handler()
+    record = DNSRecord(q=DNSQuestion("web.service.lab"))
+    record.add_ar(EDNS0(udp_len=1232, version=1, flags="do"))
+    notimp = bytearray(with_do_bit(query("web.service.lab", edns=1232)))
+    notimp[2] |= 2 << 3  # opcode STATUS
+    for data in (bytes(record.pack()), bytes(notimp)):
+        reply = ask(handler, data)
+        assert reply.ar[-1].ttl & 0x8000
+
+
+def test_class_any_is_answered_from_the_in_data() -> None:
+    handler = make_handler()
+    for _ in range(2):  # slow path, then fast path
+        reply = ask(handler, query("web.service.lab", qclass=255))
+        assert reply.header.rcode == RCODE.NOERROR
+        assert reply.header.aa == 1
+        assert reply.q.qclass == 255
+        assert addresses(reply) == ["10.5.1.7", "10.5.2.3"]
+        assert {rr.rclass for rr in reply.rr} == {CLASS.IN}
+    nx = ask(handler, query("nosuch.service.lab", qclass=255))
+    assert nx.header.rcode == RCODE.NXDOMAIN
+    assert [QTYPE[rr.rtype] for rr in nx.auth] == ["SOA"]
 
 
 def test_edns_version_other_than_0_gets_badvers() -> None:
@@ -213,6 +293,52 @@ def test_bad_input(data: bytes, expected: int | None) -> None:
         assert parsed.header.id == 0x1234
         assert parsed.header.qr == 1
     assert handler.stats.handler_errors == 0
+
+
+@pytest.mark.parametrize("length_byte", [0x40, 0x41, 0x7F, 0x80, 0xBF])
+def test_a_label_type_in_the_reserved_range_is_formerr_without_a_traceback(
+    length_byte: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = bytes([length_byte]) + b"a" * length_byte + b"\x03lab\x00"
+    data = b"\x12\x34\x01\x00\x00\x01" + bytes(6) + name + b"\x00\x01\x00\x01"
+    handler = make_handler()
+    reply = ask(handler, data)
+    assert reply.header.rcode == RCODE.FORMERR
+    assert handler.stats.handler_errors == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+OPT_1232 = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"  # an OPT record: EDNS 0, 1232 bytes
+WITH_OPT = b"\x00\x00\x00\x01"  # NSCOUNT 0, ARCOUNT 1
+
+
+@pytest.mark.parametrize(
+    ("data", "rcode", "question"),
+    [
+        (b"\x12\x34\x28\x00\x00\x01\x00\x00" + WITH_OPT + b"\x00\x00\x06\x00\x01" + OPT_1232,
+         RCODE.NOTIMP, True),  # UPDATE
+        (b"\x12\x34\x08\x00\x00\x01\x00\x00" + WITH_OPT + b"\x03lab\x00\x00\x01\x00\x01" + OPT_1232,
+         RCODE.NOTIMP, True),  # IQUERY
+        (b"\x12\x34\x01\x00\x00\x00\x00\x00" + WITH_OPT + OPT_1232, RCODE.FORMERR, False),
+        (b"\x12\x34\x01\x00\x00\x02\x00\x00" + WITH_OPT + b"\x00\x00\x01\x00\x01" * 2 + OPT_1232,
+         RCODE.FORMERR, False),
+        (b"\x12\x34\x01\x00\x00\x01\x00\x00" + WITH_OPT + b"\x40" + b"a" * 64
+         + b"\x00\x00\x01\x00\x01" + OPT_1232, RCODE.FORMERR, False),
+    ],
+    ids=["update", "iquery", "qdcount-0", "qdcount-2", "reserved-label-type"],
+)  # fmt: skip
+def test_error_replies_to_a_query_with_opt_carry_opt(
+    data: bytes, rcode: int, question: bool
+) -> None:
+    """RFC 6891 6.1.1: a reply to a query with OPT has OPT, NOTIMP and FORMERR too."""
+    reply = ask(make_handler(), data)
+    assert reply.header.rcode == rcode
+    assert reply.header.opcode == (data[2] >> 3) & 0xF
+    assert [QTYPE[rr.rtype] for rr in reply.ar] == ["OPT"]
+    assert reply.ar[0].rclass == 1232
+    assert len(reply.questions) == int(question)
+    if question:
+        assert reply.q.qname == DNSRecord.parse(data).q.qname
 
 
 def test_a_compression_loop_is_formerr() -> None:
