@@ -72,7 +72,9 @@ _CHANNEL_OPTIONS = {
 # Pause between two passes over every endpoint within one request's budget.
 CALL_RETRY_PAUSE_S = 0.2
 WATCH_RETRY_MIN_S = 0.1
-WATCH_RETRY_MAX_S = 2.0
+# A watch is retried often: a reader (a DNS server, a network agent) is only as
+# fresh as its watch, and must catch up within a second or two of a heal.
+WATCH_RETRY_MAX_S = 0.5
 
 
 @dataclass(frozen=True)
