@@ -129,6 +129,41 @@ def plan_lab(
     )
 
 
+@dataclass(frozen=True)
+class NetworkInUse:
+    """A network this machine already uses: an interface's, a route's, another lab's."""
+
+    network: ipaddress.IPv4Network
+    what: str  # "eth0 has 192.0.2.10/24", "route 10.0.0.0/8 via eth1", "lab 'two'"
+
+
+def underlay_conflicts(
+    underlay: ipaddress.IPv4Network, bridge: str, in_use: list[NetworkInUse]
+) -> list[str]:
+    """What already uses (part of) ``underlay``; the lab's own bridge does not count.
+
+    Putting the lab's gateway address on a bridge in a range the machine
+    already routes would take that range away from the machine's own network.
+    The default route (0.0.0.0/0) overlaps everything and is not a use.
+    """
+    return [
+        use.what
+        for use in in_use
+        if use.network.prefixlen > 0
+        and use.network.overlaps(underlay)
+        and not use.what.startswith(f"{bridge} ")
+    ]
+
+
+def free_underlay(in_use: list[NetworkInUse]) -> ipaddress.IPv4Network | None:
+    """The first 192.168.X.0/24 (X from 100) that nothing here uses, to suggest."""
+    for third in range(100, 255):
+        candidate = ipaddress.IPv4Network(f"192.168.{third}.0/24")
+        if not any(u.network.prefixlen and u.network.overlaps(candidate) for u in in_use):
+            return candidate
+    return None
+
+
 def forward_accept_rules(plan: LabPlan) -> list[list[str]]:
     """iptables rules (FORWARD) that let traffic in and out of the lab bridge.
 

@@ -8,12 +8,13 @@ the lab log. Every step checks first and acts only when needed, so running
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import subprocess
 
 from discovery.errors import DiscoveryError
-from discovery.lab.plan import HostPlan, LabPlan, forward_accept_rules
+from discovery.lab.plan import HostPlan, LabPlan, NetworkInUse, forward_accept_rules
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,30 @@ def _has_address(device: str, cidr: str, netns: str | None = None) -> bool:
         for entry in json.loads(result.stdout or "[]")
         for info in entry.get("addr_info", [])
     )
+
+
+def networks_in_use() -> list[NetworkInUse]:
+    """Every IPv4 network the root namespace has an address in or a route to."""
+    found = []
+    addresses = json.loads(run("ip", "-json", "-4", "addr", "show").stdout or "[]")
+    for entry in addresses:
+        for info in entry.get("addr_info", []):
+            interface = ipaddress.IPv4Interface(f"{info['local']}/{info['prefixlen']}")
+            found.append(
+                NetworkInUse(interface.network, f"{entry.get('ifname', '?')} has {interface}")
+            )
+    routes = json.loads(run("ip", "-json", "-4", "route", "show", "table", "all").stdout or "[]")
+    for route in routes:
+        destination = route.get("dst", "")
+        if destination in ("", "default") or route.get("type") in ("broadcast", "local"):
+            continue
+        try:
+            network = ipaddress.IPv4Network(destination, strict=False)
+        except ValueError:
+            continue
+        via = f" via {route['gateway']}" if route.get("gateway") else ""
+        found.append(NetworkInUse(network, f"{route.get('dev', '?')} route {network}{via}"))
+    return found
 
 
 def ensure_bridge(plan: LabPlan) -> None:

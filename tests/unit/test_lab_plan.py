@@ -4,7 +4,14 @@ import ipaddress
 
 import pytest
 
-from discovery.lab.plan import PlanError, forward_accept_rules, plan_lab
+from discovery.lab.plan import (
+    NetworkInUse,
+    PlanError,
+    forward_accept_rules,
+    free_underlay,
+    plan_lab,
+    underlay_conflicts,
+)
 
 
 def test_three_host_plan():
@@ -65,3 +72,21 @@ def test_impossible_plans_say_why(kwargs, reason):
 def test_unknown_host_names_the_hosts():
     with pytest.raises(PlanError, match="hosts: host1, host2"):
         plan_lab(2).host("host9")
+
+
+def test_an_underlay_the_machine_uses_is_refused_and_a_free_one_suggested():
+    in_use = [
+        NetworkInUse(ipaddress.IPv4Network("0.0.0.0/0"), "eth0 route default via 192.0.2.1"),
+        NetworkInUse(ipaddress.IPv4Network("192.0.2.0/24"), "eth0 has 192.0.2.10/24"),
+        NetworkInUse(ipaddress.IPv4Network("192.168.100.0/24"), "lab0 has 192.168.100.1/24"),
+        NetworkInUse(ipaddress.IPv4Network("192.168.101.0/24"), "lab 'two' (192.168.101.0/24)"),
+    ]
+    machine = ipaddress.IPv4Network("192.0.2.0/25")
+    assert underlay_conflicts(machine, "lab0", in_use) == ["eth0 has 192.0.2.10/24"]
+    # The lab's own bridge is not a conflict (lab up again on the same lab) ...
+    assert underlay_conflicts(ipaddress.IPv4Network("192.168.100.0/24"), "lab0", in_use) == []
+    # ... but the same range under another lab's name is.
+    assert underlay_conflicts(ipaddress.IPv4Network("192.168.100.0/24"), "two0", in_use) == [
+        "lab0 has 192.168.100.1/24"
+    ]
+    assert free_underlay(in_use) == ipaddress.IPv4Network("192.168.102.0/24")
