@@ -20,6 +20,7 @@ import ipaddress
 import json
 import os
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -27,9 +28,19 @@ from pathlib import Path
 from typing import Any
 
 from discovery.errors import DiscoveryError
+from discovery.lab import topology
 from discovery.lab.demo import run_demo
 from discovery.lab.exercises import all_exercises, find_exercise, run_check
-from discovery.lab.plan import DEFAULT_LAB_NAME, DEFAULT_UNDERLAY, LabPlan, PlanError, plan_lab
+from discovery.lab.plan import (
+    DEFAULT_LAB_NAME,
+    DEFAULT_UNDERLAY,
+    LabPlan,
+    NetworkInUse,
+    PlanError,
+    free_underlay,
+    plan_lab,
+    underlay_conflicts,
+)
 from discovery.lab.runner import Lab, process_condition
 from discovery.lab.state import LabState, load_state, state_file, state_root
 
@@ -40,40 +51,54 @@ class LabCommandError(DiscoveryError):
 
 def add_lab_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     lab = commands.add_parser("lab", help="bring up and inspect the local multi-host lab")
+    name_help = "lab name (default: $DISCOVERY_LAB_NAME, else lab)"
     lab.add_argument(
-        "--name",
-        default=os.environ.get("DISCOVERY_LAB_NAME", DEFAULT_LAB_NAME),
-        help="lab name (default: $DISCOVERY_LAB_NAME, else lab)",
+        "--name", default=os.environ.get("DISCOVERY_LAB_NAME", DEFAULT_LAB_NAME), help=name_help
     )
+    # --name after the verb too (`lab up --name two`), as docker-machine takes it.
+    after_verb = argparse.ArgumentParser(add_help=False)
+    after_verb.add_argument("--name", default=argparse.SUPPRESS, help=name_help)
     verbs = lab.add_subparsers(dest="lab_command", required=True, parser_class=parser_class)
-    up = verbs.add_parser("up", help="create (or grow) the lab")
+
+    def verb(name: str, help_text: str) -> Any:
+        return verbs.add_parser(name, help=help_text, parents=[after_verb])
+
+    up = verb("up", "create (or grow, or repair) the lab")
     up.add_argument("--hosts", type=int, default=None, help="number of hosts (default 3)")
-    up.add_argument("--etcd-members", type=int, choices=(1, 3), default=None)
+    up.add_argument(
+        "--etcd-members",
+        type=int,
+        choices=(1, 3),
+        default=None,
+        help="1: etcd on the bridge; 3: one member on each of host1..host3 "
+        "(default 3 with 3 hosts or more, else 1)",
+    )
     up.add_argument(
         "--underlay", help=f"the lab's private underlay network (default {DEFAULT_UNDERLAY})"
     )
-    verbs.add_parser("demo", help="run web on host2 and host3, find them from host1")
-    verbs.add_parser("down", help="stop and remove everything the lab made")
-    verbs.add_parser("ls", help="list hosts").add_argument(
+    verb("demo", "run web on host2 and host3, find them from host1")
+    verb("down", "stop and remove everything the lab made")
+    verb("ls", "list hosts").add_argument(
         "-o", "--output", choices=("table", "json"), default="table"
     )
-    verbs.add_parser("status", help="is the lab up?")
-    for verb, help_text in (
+    verb("status", "is the lab up?")
+    for verb_name, help_text in (
         ("ip", "a host's underlay address"),
         ("inspect", "a host's details as JSON"),
         ("env", "shell exports pointing docker at a host"),
         ("url", "a host's Docker daemon URL"),
         ("shell", "a shell in a host's namespace"),
+        ("stop", "stop a host: its etcd member, agents, dockerd and DNS server"),
+        ("start", "start a stopped host again (same subnet and VTEP MAC)"),
+        ("restart", "stop a host and start it again"),
     ):
-        verbs.add_parser(verb, help=help_text).add_argument("host")
-    execute = verbs.add_parser("exec", help="run a command in a host's namespace")
+        verb(verb_name, help_text).add_argument("host")
+    execute = verb("exec", "run a command in a host's namespace")
     execute.add_argument("host")
     execute.add_argument("argv", nargs=argparse.REMAINDER)
-    verbs.add_parser("images", help="the lab image names")
-    verbs.add_parser("exercises", help="list the exercises in labs/exercises")
-    verbs.add_parser("check", help="check an exercise you did (e.g. lab check 03)").add_argument(
-        "number"
-    )
+    verb("images", "the lab image names")
+    verb("exercises", "list the exercises in labs/exercises")
+    verb("check", "check an exercise you did (e.g. lab check 03)").add_argument("number")
 
 
 def plan_from_state(state: LabState | None, name: str) -> LabPlan:
@@ -86,6 +111,39 @@ def plan_from_state(state: LabState | None, name: str) -> LabPlan:
         etcd_members=state.etcd_members,
         underlay=ipaddress.IPv4Network(state.underlay),
     )
+
+
+def check_prerequisites() -> None:
+    """What `lab up` needs before it touches anything, each missing one in one line."""
+    if os.geteuid() != 0:
+        raise LabCommandError("lab up needs root (network namespaces, iptables, dockerd): sudo -i")
+    for binary, package in (("dockerd", "docker.io"), ("ip", "iproute2"), ("iptables", "iptables"),
+                            ("nsenter", "util-linux"), ("dig", "bind9-dnsutils")):  # fmt: skip
+        if shutil.which(binary) is None:
+            raise LabCommandError(
+                f"lab up needs {binary!r}, which is not installed: scripts/bootstrap "
+                f"installs it (Debian package {package})"
+            )
+
+
+def refuse_taken_underlay(plan: LabPlan) -> None:
+    """Refuse, before anything is made, an underlay this machine already uses."""
+    in_use = topology.networks_in_use()
+    root = state_root()
+    if root.is_dir():
+        for other in sorted(root.iterdir()):
+            other_state = load_state(other.name) if other.name != plan.name else None
+            if other_state is not None:
+                network = ipaddress.IPv4Network(other_state.underlay)
+                in_use.append(NetworkInUse(network, f"lab {other.name!r} ({network})"))
+    conflicts = underlay_conflicts(plan.underlay, plan.bridge, in_use)
+    if conflicts:
+        free = free_underlay(in_use)
+        hint = f", e.g. --underlay {free}" if free else ""
+        raise LabCommandError(
+            f"underlay {plan.underlay} is already in use on this machine "
+            f"({'; '.join(conflicts[:3])}): choose another with --underlay{hint}"
+        )
 
 
 def _require_state(name: str) -> LabState:
@@ -129,7 +187,8 @@ def run_lab_command(args: argparse.Namespace) -> int:
     if verb == "up":
         state = load_state(name)
         host_count = args.hosts or (state.host_count if state else 3)
-        members = args.etcd_members or (state.etcd_members if state else 1)
+        default_members = 3 if host_count >= 3 else 1
+        members = args.etcd_members or (state.etcd_members if state else default_members)
         if state and host_count < state.host_count:
             raise LabCommandError(
                 f"lab {name!r} has {state.host_count} hosts; lab up cannot remove hosts"
@@ -148,6 +207,9 @@ def run_lab_command(args: argparse.Namespace) -> int:
             )
         except (PlanError, ValueError) as error:
             raise LabCommandError(str(error)) from error
+        if state is None:
+            check_prerequisites()
+            refuse_taken_underlay(plan)
         started = time.monotonic()
         state = Lab(plan, say=lambda text: print(text, flush=True)).up(state)
         took = time.monotonic() - started
@@ -222,6 +284,14 @@ def run_lab_command(args: argparse.Namespace) -> int:
             print(image)
         return 0
     host = _host(state, args.host)
+    if verb in ("stop", "start", "restart"):
+        lab = Lab(plan_from_state(state, name), say=lambda text: print(text, flush=True))
+        if verb in ("stop", "restart"):
+            lab.stop_host(state, host.name)
+        if verb in ("start", "restart"):
+            lab.start_host(state, host.name)
+        print(f"{host.name}: {'stopped' if verb == 'stop' else 'running'}")
+        return 0
     if verb == "ip":
         print(host.underlay_ip)
     elif verb == "url":

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from discovery import schema
 from discovery.errors import DiscoveryError
+from discovery.lab import front_door
 from discovery.lab.state import LabState
 from discovery.settings import Settings
 from discovery.store import EtcdStore
@@ -96,15 +97,24 @@ def run_demo(state: LabState, say: Callable[[str], None] = print) -> None:
     if "lab host: host2" not in output and "lab host: host3" not in output:
         raise DemoError("wget http://web/ from host1 fetched no page from host2 or host3")
 
+    # The machine's lab has a front door (lab up wrote the endpoints where every
+    # command finds them); another lab's commands need them spelled out.
+    machine = front_door.is_machine_lab(state.name)
+    etcd_flag = "" if machine else f"--etcd-endpoints {state.etcd_endpoints[0]} "
+    etcdctl_flag = "" if machine else f"--endpoints {state.etcd_endpoints[0]} "
+    lab_flag = "" if machine else f"--name {state.name} "
     say(
         "\nIt works: host1 found web on host2 and host3 by name, over the VXLAN overlay.\n"
         "Try next:\n"
-        "  discoveryctl lab ls\n"
-        "  eval $(discoveryctl lab env host3) && docker stop web-host3   # gone from DNS at once\n"
-        "  discoveryctl lab exec host1 -- docker run --rm -it "
+        f"  discoveryctl {etcd_flag}lookup web\n"
+        f"  discoveryctl lab {lab_flag}ls\n"
+        f"  eval $(discoveryctl lab {lab_flag}env host3) && docker stop web-host3"
+        "   # gone from DNS at once\n"
+        f"  discoveryctl lab {lab_flag}exec host1 -- docker run --rm -it "
         f"{base_image} sh   # then: nslookup web\n"
-        f"  discoveryctl --etcd-endpoints {state.etcd_endpoints[0]} watch\n"
-        f"  discoveryctl --etcd-endpoints {state.etcd_endpoints[0]} subnets\n"
-        "  discoveryctl lab exec host1 -- ip -d link show flannel.1\n"
-        "  discoveryctl lab down                                       # when you are done"
+        f"  discoveryctl {etcd_flag}watch\n"
+        f"  discoveryctl {etcd_flag}subnets\n"
+        f"  etcdctl {etcdctl_flag}get --prefix /coreos.com/network/\n"
+        f"  discoveryctl lab {lab_flag}exec host1 -- ip -d link show flannel.1\n"
+        f"  discoveryctl lab {lab_flag}down   # when you are done"
     )

@@ -35,8 +35,8 @@ from pathlib import Path
 from discovery import flannel
 from discovery.dockerd import DockerDaemon
 from discovery.errors import DiscoveryError
-from discovery.etcd_server import EtcdMember
-from discovery.lab import provision, topology
+from discovery.etcd_server import EtcdMember, etcd_binary
+from discovery.lab import front_door, provision, topology
 from discovery.lab.plan import DNS_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, HostPlan, LabPlan
 from discovery.lab.state import HostState, LabState, ProcessRecord, lab_dir, save_state
 from discovery.settings import Settings
@@ -185,13 +185,15 @@ class Lab:
         ]  # fmt: skip
 
     def _spawn(
-        self, state: LabState, role: str, host: HostPlan, command: list[str], marker: str
+        self, state: LabState, role: str, host: HostPlan | None, command: list[str], marker: str
     ) -> ProcessRecord:
-        log_path = self.dir / host.name / f"{role}.log"
-        pid_file = self.dir / host.name / f"{role}.pid"
-        full = [*supervisor_command(f"{role}@{host.name}", pid_file),
+        """Start a supervised process in ``host``'s namespace (None: the root one)."""
+        owner = host.name if host else "lab"
+        log_path = self.dir / owner / f"{role}.log"
+        pid_file = self.dir / owner / f"{role}.pid"
+        full = [*supervisor_command(f"{role}@{owner}", pid_file),
                 *self._netns_prefix(host), *command]  # fmt: skip
-        record = ProcessRecord(role, host.name, 0, marker, str(log_path), full,
+        record = ProcessRecord(role, owner, 0, marker, str(log_path), full,
                                child_pid_file=str(pid_file))  # fmt: skip
         self._start(record)
         state.processes.append(record)
@@ -216,9 +218,13 @@ class Lab:
         stamp_identity(record)
 
     def restart_dead(self, state: LabState) -> list[ProcessRecord]:
-        """Start again every recorded process that no longer runs (`lab up` on a lab)."""
+        """Start again every recorded process that no longer runs (`lab up` on a lab),
+        but those of hosts stopped on purpose (`lab stop`): start_host does those."""
         restarted = []
         for record in state.processes:
+            host_state = state.hosts.get(record.host)
+            if host_state is not None and not host_state.up:
+                continue
             if record.command and not pid_runs(record):
                 self.say(f"-- {record.role} on {record.host} was not running: starting it")
                 self._start(record)
@@ -275,11 +281,18 @@ class Lab:
             if fresh:
                 self._etcd(state)
             else:
-                self.restart_dead(state)
+                self.restart_dead(state)  # after a crash or a reboot
             for host in self.plan.hosts:
-                if not state.hosts.get(host.name, HostState("", "", "")).up:
+                host_state = state.hosts[host.name]
+                if host_state.up:
+                    self._ensure_daemon(host, host_state)
+                elif host_state.docker_state_dir:
+                    self.start_host(state, host.name)  # set up once, then stopped
+                else:
                     self._host(state, host)
             self._images(state)
+            if front_door.is_machine_lab(state.name):
+                self._front_door(state)
         except Exception:
             if fresh:
                 self.say("!! lab up failed: taking down what it made")
@@ -382,26 +395,11 @@ class Lab:
             marker="network",
         )  # fmt: skip
         self._wait("network agent", host.name, subnet_file.exists, network)
-        env = provision.parse_subnet_env(subnet_file.read_text())
-        host_state.subnet = env["FLANNEL_SUBNET"]
-        host_state.mtu = int(env["FLANNEL_MTU"])
-        host_state.dns_ip = host_state.subnet.split("/")[0]
+        self._read_lease(host_state, subnet_file)
         self.say(f"   leased {host_state.subnet} (mtu {host_state.mtu})")
 
         self.say(f"-- {host.name}: dockerd --bip {host_state.subnet} --mtu {host_state.mtu}")
-        daemon = DockerDaemon(
-            # The namespace's name is unique per lab, and so then is the daemon's
-            # containerd namespace: stopping one lab never touches another's shims.
-            name=host.netns,
-            state_dir=host_dir / "docker",
-            netns=host.netns,
-            bip=host_state.subnet,
-            mtu=host_state.mtu,
-            dns=[host_state.dns_ip],
-            dns_search=[f"service.{self.domain}"],
-            # the agent masquerades traffic leaving the overlay, as flannel does
-            extra_args=["--ip-masq=false"] if env.get("FLANNEL_IPMASQ") == "true" else [],
-        )
+        daemon = self._daemon(host, host_state)
         try:
             daemon.start()
         except DiscoveryError as error:
@@ -433,6 +431,101 @@ class Lab:
         host_state.up = True
         save_state(state)
 
+    def _read_lease(self, host_state: HostState, subnet_file: Path) -> None:
+        env = provision.parse_subnet_env(subnet_file.read_text())
+        if host_state.subnet and host_state.subnet != env["FLANNEL_SUBNET"]:
+            self.say(f"   {host_state.name} now holds {env['FLANNEL_SUBNET']}, "
+                     f"not {host_state.subnet}: its old subnet was taken")  # fmt: skip
+        host_state.subnet = env["FLANNEL_SUBNET"]
+        host_state.mtu = int(env["FLANNEL_MTU"])
+        host_state.dns_ip = host_state.subnet.split("/")[0]
+
+    def _daemon(self, host: HostPlan, host_state: HostState) -> DockerDaemon:
+        """The host's dockerd, configured from its lease (as the Vagrant lab's unit is)."""
+        return DockerDaemon(
+            # The namespace's name is unique per lab, and so then is the daemon's
+            # containerd namespace: stopping one lab never touches another's shims.
+            name=host.netns,
+            state_dir=self.dir / host.name / "docker",
+            netns=host.netns,
+            bip=host_state.subnet,
+            mtu=host_state.mtu,
+            dns=[host_state.dns_ip],
+            dns_search=[f"service.{self.domain}"],
+            # the agent masquerades traffic leaving the overlay, as flannel does
+            extra_args=["--ip-masq=false"],
+        )
+
+    def _ensure_daemon(self, host: HostPlan, host_state: HostState) -> None:
+        daemon = self._daemon(host, host_state)
+        if host_state.docker_state_dir and not daemon.running:
+            self.say(f"-- {host.name}: dockerd was not running: starting it")
+            try:
+                daemon.start()
+            except DiscoveryError as error:
+                raise LabError("dockerd", host.name, str(error)) from error
+
+    # ------------------------------------------------------------ one host's lifecycle
+
+    def stop_host(self, state: LabState, name: str) -> None:
+        """Stop a host as `docker-machine stop` stops a VM: every process on it.
+
+        Its containers stop with its Docker daemon, its services agent takes
+        its records out of etcd on the way, and its network agent keeps the
+        subnet lease (which expires in 60 s unless the host is back by then).
+        """
+        host = self.plan.host(name)
+        host_state = state.hosts[name]
+        for role in ("dns", "agent-services"):
+            for record in state.processes_of(name, role):
+                self.say(f"-- {name}: stopping {role}")
+                stop_process(record)
+        if host_state.docker_url:
+            self.say(f"-- {name}: stopping dockerd and its containers")
+            host_state.stopped_containers = stop_containers(host_state.docker_url)
+            save_state(state)
+            self._daemon(host, host_state).stop()
+        for role in ("agent-network", "etcd"):
+            for record in state.processes_of(name, role):
+                self.say(f"-- {name}: stopping {role}")
+                stop_process(record)
+        host_state.up = False
+        save_state(state)
+
+    def start_host(self, state: LabState, name: str) -> None:
+        """Start a stopped host again: same subnet (remembered), same VTEP MAC."""
+        host = self.plan.host(name)
+        host_state = state.hosts[name]
+        topology.ensure_host(self.plan, host)
+        for record in state.processes_of(name, "etcd"):
+            if not pid_runs(record):
+                self.say(f"-- {name}: starting etcd member {record.marker}")
+                self._start(record)
+        subnet_file = self.dir / name / "subnet.env"
+        for record in state.processes_of(name, "agent-network"):
+            if not pid_runs(record):
+                self.say(f"-- {name}: starting the network agent")
+                subnet_file.unlink(missing_ok=True)  # written again once the lease is held
+                self._start(record)
+            self._wait("network agent", name, subnet_file.exists, record)
+            self._read_lease(host_state, subnet_file)
+        self._ensure_daemon(host, host_state)
+        if host_state.stopped_containers:
+            # What ran when the host stopped runs again, as a learner expects of
+            # `lab restart` (Docker alone would restart only --restart ones).
+            self.say(f"-- {name}: starting its {len(host_state.stopped_containers)} containers")
+            start_containers(host_state.docker_url, host_state.stopped_containers)
+            host_state.stopped_containers = []
+        for role in ("agent-services", "dns"):
+            for record in state.processes_of(name, role):
+                if not pid_runs(record):
+                    self.say(f"-- {name}: starting {role}")
+                    self._start(record)
+        for record in state.processes_of(name, "dns"):
+            self._wait("DNS server", name, lambda: self._dns_answers(host, host_state), record)
+        host_state.up = True
+        save_state(state)
+
     def _dns_answers(self, host: HostPlan, host_state: HostState) -> bool:
         result = subprocess.run(
             [*self._netns_prefix(host), "dig", "+time=1", "+tries=1", "+short",
@@ -456,11 +549,26 @@ class Lab:
             images.copy_images(first.docker_url, target, list(names.values()))
         save_state(state)
 
+    def _front_door(self, state: LabState) -> None:
+        self.say("-- front door: commands on PATH, etcd endpoints for every new shell")
+        front_door.install(state, self.say)
+        save_state(state)
+        if state.processes_of("lab", "etcd-proxy"):
+            return
+        if not front_door.loopback_port_free():
+            self.say("   127.0.0.1:2379 is taken: etcdctl needs --endpoints (lab env prints them)")
+            return
+        self.say("   etcd gRPC proxy on 127.0.0.1:2379, etcdctl's default endpoint")
+        command = front_door.proxy_command(etcd_binary(), state)
+        proxy = self._spawn(state, "etcd-proxy", None, command, "grpc-proxy")
+        self._wait("etcd proxy", "lab", lambda: not front_door.loopback_port_free(), proxy)
+
     # ------------------------------------------------------------ down
 
     def down(self, state: LabState | None) -> None:
         if state is not None:
-            order = ["dns", "agent-services", "agent-network", "etcd"]
+            front_door.remove(state, self.say)
+            order = ["etcd-proxy", "dns", "agent-services", "agent-network", "etcd"]
             for role in order:
                 for record in [p for p in state.processes if p.role == role]:
                     self.say(f"-- stopping {role} on {record.host} (pid {record.pid})")
@@ -481,6 +589,27 @@ class Lab:
         topology.remove_bridge(self.plan)
         topology.remove_forward_rules(self.plan)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def stop_containers(docker_url: str, timeout_s: int = 3) -> list[str]:
+    """Stop a daemon's running containers, quickly (a `sleep` ignores SIGTERM);
+    returns their ids."""
+    env = {**os.environ, "DOCKER_HOST": docker_url}
+    listed = subprocess.run(["docker", "ps", "-q"], capture_output=True, text=True, env=env,
+                            timeout=30)  # fmt: skip
+    ids = listed.stdout.split() if listed.returncode == 0 else []
+    if ids:
+        subprocess.run(["docker", "stop", "-t", str(timeout_s), *ids], capture_output=True,
+                       env=env, timeout=60)  # fmt: skip
+    return ids
+
+
+def start_containers(docker_url: str, ids: list[str]) -> None:
+    """Start these containers again; one that was removed meanwhile is skipped."""
+    env = {**os.environ, "DOCKER_HOST": docker_url}
+    for container_id in ids:
+        subprocess.run(["docker", "start", container_id], capture_output=True, env=env,
+                       timeout=60)  # fmt: skip
 
 
 def remove_containers(docker_url: str) -> None:

@@ -52,6 +52,7 @@ class HostState:
     docker_url: str = ""
     dns_ip: str = ""
     up: bool = False
+    stopped_containers: list[str] = field(default_factory=list)  # running when lab stop came
 
 
 @dataclass
@@ -66,6 +67,7 @@ class LabState:
     processes: list[ProcessRecord] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)
     active_host: str = "host1"
+    front_door: list[str] = field(default_factory=list)  # links and files lab up made outside
 
     def processes_of(self, host: str, role: str | None = None) -> list[ProcessRecord]:
         return [p for p in self.processes if p.host == host and role in (None, p.role)]

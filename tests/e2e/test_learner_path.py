@@ -1,0 +1,128 @@
+"""A learner's first hour, from a clean environment: only what the README says to type.
+
+Every command runs in a new login shell started by ``env -i`` with a plain
+PATH and HOME: no .venv on PATH, no DISCOVERY_* variables, no etcd endpoints.
+The lab is the machine's own, made by `scripts/lab up` exactly as the README
+gives it, and taken down by `scripts/lab down` at the end. So this test needs
+the machine without a lab of its own, and says so (it fails, never skips).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from discovery.lab.state import DEFAULT_STATE_ROOT
+from tests.fixtures.lab import wait_until
+from tests.prerequisites import require_binary, require_root
+
+pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.netns, pytest.mark.etcd]
+
+REPO = Path(__file__).resolve().parents[2]
+CLEAN_ENV = {
+    "HOME": "/root",
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+}
+
+
+def new_shell(command: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    """``command`` as typed into a new terminal (a login shell with nothing set up)."""
+    env = [f"{key}={value}" for key, value in CLEAN_ENV.items()]
+    return subprocess.run(
+        ["env", "-i", *env, "bash", "-lc", command],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout_s,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def lab_up_output() -> Iterator[str]:
+    require_root()
+    require_binary("env", "bash")
+    if (DEFAULT_STATE_ROOT / "lab" / "state.json").exists():
+        pytest.fail(
+            "this machine already has its own lab (/var/lib/discovery-lab/lab): the learner-path "
+            "test brings up and takes down that very lab; run scripts/lab down first",
+            pytrace=False,
+        )
+    result = new_shell("scripts/lab up", timeout_s=900)
+    try:
+        assert result.returncode == 0, f"scripts/lab up failed:\n{result.stdout}{result.stderr}"
+        assert "It works" in result.stdout
+        yield result.stdout
+    finally:
+        down = new_shell("scripts/lab down", timeout_s=300)
+        assert down.returncode == 0, down.stdout + down.stderr
+    after = new_shell("command -v discoveryctl; ls /etc/discovery/config.toml")
+    assert after.stdout.strip() == "", f"lab down left the front door: {after.stdout}"
+
+
+def lookup_hosts(service: str = "web") -> set[str]:
+    result = new_shell(f"discoveryctl lookup {service} -o json")
+    return {row["host"] for row in json.loads(result.stdout)} if result.returncode == 0 else set()
+
+
+def test_a_new_shell_finds_the_commands_and_the_lab(lab_up_output):
+    assert lookup_hosts() == {"host2", "host3"}
+    result = new_shell("etcdctl get --prefix /coreos.com/network/ --keys-only")
+    assert result.returncode == 0, result.stderr
+    assert "/coreos.com/network/config" in result.stdout
+    assert result.stdout.count("/coreos.com/network/subnets/") == 3
+    ls = new_shell("discoveryctl lab ls")
+    assert ls.returncode == 0 and ls.stdout.count("Running") == 3, ls.stdout + ls.stderr
+
+
+def test_a_host_stops_and_starts_with_its_subnet_and_records(lab_up_output):
+    before = json.loads(new_shell("discoveryctl lab inspect host2").stdout)
+    stopped = new_shell("discoveryctl lab stop host2")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert lookup_hosts() == {"host3"}
+    status = new_shell("discoveryctl lab status")
+    assert status.returncode == 1 and "agent-services@host2" in status.stdout
+    started = new_shell("discoveryctl lab start host2")
+    assert started.returncode == 0, started.stdout + started.stderr
+    wait_until(lambda: lookup_hosts() == {"host2", "host3"}, 15, "web on host2 back")
+    after = json.loads(new_shell("discoveryctl lab inspect host2").stdout)
+    assert after["subnet"] == before["subnet"]
+    assert new_shell("discoveryctl lab status").returncode == 0
+
+
+def test_an_underlay_in_use_is_refused_in_one_line(lab_up_output):
+    routes = json.loads(new_shell("ip -j -4 route show").stdout)
+    taken = next(
+        ipaddress.IPv4Network(route["dst"])
+        for route in routes
+        if route.get("dst", "default") != "default" and route.get("dev") != "lab0"
+    )
+    for command in (
+        f"discoveryctl lab up --name second --underlay {taken}",
+        f"discoveryctl lab --name second up --underlay {taken}",
+        "discoveryctl lab up --name second --underlay 192.168.100.0/24",  # the first lab's
+    ):
+        result = new_shell(command)
+        assert result.returncode == 1, command
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "already in use on this machine" in result.stderr
+        assert "choose another with --underlay" in result.stderr
+    assert new_shell("ip link show second0").returncode != 0  # nothing was made
+
+
+def test_the_demo_s_try_next_lines_work_as_printed(lab_up_output):
+    block = lab_up_output.split("Try next:\n", 1)[1]
+    lines = [re.sub(r"\s+#.*$", "", line).strip() for line in block.splitlines()]
+    lines = [line for line in lines if line.startswith(("discoveryctl", "etcdctl", "eval"))]
+    # Interactive (-it), endless (watch) and final (down) lines are for a person.
+    runnable = [
+        line for line in lines if " -it " not in line and " watch" not in line
+        and "lab down" not in line
+    ]  # fmt: skip
+    assert len(runnable) >= 5, lines
+    for line in runnable:
+        result = new_shell(line)
+        assert result.returncode == 0, f"{line!r}: {result.stdout}{result.stderr}"
