@@ -175,6 +175,7 @@ def _host_env(state: LabState, host_name: str) -> dict[str, str]:
     return {
         "DOCKER_HOST": host.docker_url,
         "DISCOVERY_ETCD_ENDPOINTS": ",".join(state.etcd_endpoints),
+        "ETCDCTL_ENDPOINTS": ",".join(state.etcd_endpoints),
         "LAB_HOST": host.name,
         "DISCOVERY_LAB_NAME": state.name,
         "DISCOVERY_LAB_STATE": str(state_root()),

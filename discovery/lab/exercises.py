@@ -4,7 +4,10 @@ Each exercise is a folder ``labs/exercises/NN-slug/`` with
 
 * ``README.md`` for the learner. Commands the learner types are fenced as
   ``sh step`` blocks; the end-to-end tests run exactly those blocks, in order,
-  so the text cannot drift from what works;
+  so the text cannot drift from what works. The ``sh before`` block of its
+  "Before you start" section is what every new terminal needs first (it
+  points the docker CLI and etcdctl at the lab); the tests run it before
+  each step, each step in a new shell;
 * ``check``, an executable that looks at the lab and exits 0 when the
   exercise was done, or prints what is missing, in plain words, and exits 1.
 
@@ -29,6 +32,7 @@ EXERCISES_DIR = Path(__file__).resolve().parents[2] / "labs" / "exercises"
 CHECK_TIMEOUT_S = 60
 _FOLDER_RE = re.compile(r"^(\d\d)-[a-z0-9-]+$")
 _STEP_RE = re.compile(r"^```sh step\n(.*?)^```", re.MULTILINE | re.DOTALL)
+_BEFORE_RE = re.compile(r"^```sh before\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
 class ExerciseError(DiscoveryError):
@@ -58,10 +62,18 @@ class Exercise:
     def steps(self) -> list[str]:
         return steps_in(self.readme.read_text())
 
+    def before(self) -> str:
+        return before_in(self.readme.read_text())
+
 
 def steps_in(markdown: str) -> list[str]:
     """The ```sh step blocks of a README, in order."""
     return [block.strip() for block in _STEP_RE.findall(markdown)]
+
+
+def before_in(markdown: str) -> str:
+    """The ```sh before blocks of a README, joined: what each new shell runs first."""
+    return "\n".join(block.strip() for block in _BEFORE_RE.findall(markdown))
 
 
 def all_exercises(root: Path = EXERCISES_DIR) -> list[Exercise]:

@@ -90,9 +90,12 @@ def test_exercise_check_fails_then_steps_run_then_check_passes(exercise_lab, exe
     explanation = before.replace("not done yet", "").strip()
     assert len(explanation.splitlines()) >= 2, f"check {exercise.number} says too little:\n{before}"
 
+    before_each = exercise.before()
+    assert before_each, f"{exercise.readme} has no ```sh before block (Before you start)"
     env = learner_env(lab)
     for number, step in enumerate(steps, 1):
-        returncode, stdout, stderr = run_step(step, env)
+        # Each step in a new shell, after what every new terminal needs first.
+        returncode, stdout, stderr = run_step(f"{before_each}\n{step}", env)
         assert returncode == 0, (
             f"{exercise.folder.name} step {number} failed:\n{step}\n"
             f"--- stdout\n{stdout}\n--- stderr\n{stderr}"

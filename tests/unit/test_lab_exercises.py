@@ -9,12 +9,19 @@ import pytest
 from discovery.lab.exercises import (
     ExerciseError,
     all_exercises,
+    before_in,
     find_exercise,
     run_check,
     steps_in,
 )
 
 README = """# 03: Docker networks
+
+## Before you start
+
+```sh before
+eval $(discoveryctl lab env host1)
+```
 
 Background text with a reading-only block:
 
@@ -40,6 +47,7 @@ def test_only_sh_step_blocks_are_steps_in_order():
         "docker network create ex03-net\ndocker network ls",
         "discoveryctl lab exec host2 -- docker ps",
     ]
+    assert before_in(README) == "eval $(discoveryctl lab env host1)"
 
 
 def test_exercises_are_numbered_folders(tmp_path):
