@@ -91,6 +91,8 @@ def add_lab_commands(commands: Any, parser_class: type[argparse.ArgumentParser])
         ("stop", "stop a host: its etcd member, agents, dockerd and DNS server"),
         ("start", "start a stopped host again (same subnet and VTEP MAC)"),
         ("restart", "stop a host and start it again"),
+        ("create", "add a host to the running lab (the next hostN, or one removed)"),
+        ("rm", "take a host out of the lab: its processes, containers, lease and namespace"),
     ):
         verb(verb_name, help_text).add_argument("host")
     execute = verb("exec", "run a command in a host's namespace")
@@ -110,7 +112,7 @@ def plan_from_state(state: LabState | None, name: str) -> LabPlan:
         name=name,
         etcd_members=state.etcd_members,
         underlay=ipaddress.IPv4Network(state.underlay),
-    )
+    ).without(state.removed)
 
 
 def check_prerequisites() -> None:
@@ -144,6 +146,33 @@ def refuse_taken_underlay(plan: LabPlan) -> None:
             f"underlay {plan.underlay} is already in use on this machine "
             f"({'; '.join(conflicts[:3])}): choose another with --underlay{hint}"
         )
+
+
+def _create_or_remove(state: LabState, verb: str, host_name: str) -> int:
+    say = print
+    if verb == "rm":
+        _host(state, host_name)
+        Lab(plan_from_state(state, state.name), say=say).remove_host(state, host_name)
+        print(f"{host_name}: removed from lab {state.name!r}")
+        return 0
+    if host_name in state.hosts:
+        raise LabCommandError(f"{host_name} is already in lab {state.name!r}")
+    index_text = host_name.removeprefix("host")
+    next_name = f"host{state.host_count + 1}"
+    if not index_text.isdigit() or (host_name not in state.removed and host_name != next_name):
+        raise LabCommandError(
+            f"lab create takes the next host, {next_name}"
+            + (f", or one removed before ({', '.join(state.removed)})" if state.removed else "")
+        )
+    state.removed = [h for h in state.removed if h != host_name]
+    state.host_count = max(state.host_count, int(index_text))
+    try:
+        plan = plan_from_state(state, state.name)
+    except PlanError as error:
+        raise LabCommandError(str(error)) from error
+    Lab(plan, say=lambda text: print(text, flush=True)).up(state)
+    print(f"{host_name}: created in lab {state.name!r}")
+    return 0
 
 
 def _require_state(name: str) -> LabState:
@@ -205,7 +234,7 @@ def run_lab_command(args: argparse.Namespace) -> int:
                 name=name,
                 etcd_members=members,
                 underlay=ipaddress.IPv4Network(underlay_text),
-            )
+            ).without(state.removed if state else [])
         except (PlanError, ValueError) as error:
             raise LabCommandError(str(error)) from error
         if state is None:
@@ -226,6 +255,8 @@ def run_lab_command(args: argparse.Namespace) -> int:
             print(f"{exercise.number}  {exercise.title}  ({exercise.readme})")
         return 0
     state = _require_state(name)
+    if verb in ("create", "rm"):
+        return _create_or_remove(state, verb, args.host)
     if verb == "check":
         exercise = find_exercise(args.number)
         result = run_check(exercise, lab_environment(state))

@@ -16,7 +16,7 @@ lab can stand side by side under different names. Pure: no I/O.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 DEFAULT_LAB_NAME = "lab"
 DEFAULT_UNDERLAY = ipaddress.IPv4Network("192.168.100.0/24")
@@ -76,6 +76,10 @@ class LabPlan:
         hosts = self.etcd_hosts
         first = hosts.index(host) if host in hosts else (host.index - 1) % len(endpoints)
         return endpoints[first:] + endpoints[:first]
+
+    def without(self, removed: list[str]) -> LabPlan:
+        """The plan less the hosts taken away with `lab rm` (their names stay free)."""
+        return replace(self, hosts=tuple(h for h in self.hosts if h.name not in removed))
 
     def host(self, name: str) -> HostPlan:
         for host in self.hosts:

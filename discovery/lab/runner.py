@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import shutil
 import signal
@@ -525,6 +526,36 @@ class Lab:
             self._wait("DNS server", name, lambda: self._dns_answers(host, host_state), record)
         host_state.up = True
         save_state(state)
+
+    def remove_host(self, state: LabState, name: str) -> None:
+        """`docker-machine rm`: the host and all it held go; its name is free again."""
+        if state.processes_of(name, "etcd"):
+            raise LabError("rm", name, f"{name} runs an etcd member of the lab's cluster; "
+                           "removing it would leave the cluster short of a member")  # fmt: skip
+        host = self.plan.host(name)
+        host_state = state.hosts[name]
+        subnet = host_state.subnet
+        self.stop_host(state, name)
+        if host_state.docker_state_dir:
+            remove_containers(host_state.docker_url)
+            self._daemon(host, host_state).remove()
+        if subnet:
+            # Its lease would linger until its TTL ran out; the others drop
+            # their routes to it as soon as the key goes.
+            network = ipaddress.IPv4Interface(subnet).network
+            key = flannel.subnet_key(self.settings.network_prefix, network)
+            asyncio.run(self._delete(key))
+        self.say(f"-- {name}: removing namespace {host.netns} and veth {host.veth_outside}")
+        topology.remove_host(host)
+        shutil.rmtree(self.dir / name, ignore_errors=True)
+        state.processes = [p for p in state.processes if p.host != name]
+        del state.hosts[name]
+        state.removed = sorted({*state.removed, name})
+        save_state(state)
+
+    async def _delete(self, key: str) -> None:
+        async with EtcdStore(self.settings) as store:
+            await store.delete(key)
 
     def _dns_answers(self, host: HostPlan, host_state: HostState) -> bool:
         result = subprocess.run(

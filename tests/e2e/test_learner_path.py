@@ -93,6 +93,32 @@ def test_a_host_stops_and_starts_with_its_subnet_and_records(lab_up_output):
     assert new_shell("discoveryctl lab status").returncode == 0
 
 
+def test_a_host_joins_and_leaves_the_running_lab(lab_up_output):
+    refused = new_shell("discoveryctl lab create host9")
+    assert refused.returncode == 1 and "lab create takes the next host, host4" in refused.stderr
+    created = new_shell("discoveryctl lab create host4", timeout_s=300)
+    assert created.returncode == 0, created.stdout + created.stderr
+    ls = new_shell("discoveryctl lab ls")
+    assert ls.stdout.count("Running") == 4, ls.stdout
+    run = new_shell(
+        "eval $(discoveryctl lab env host4) && docker run -d --name web-host4 "
+        "-e LAB_HOST=host4 discovery-lab/web:0.1.0"
+    )
+    assert run.returncode == 0, run.stderr
+    wait_until(lambda: "host4" in lookup_hosts(), 10, "web on host4 registered")
+    subnets = new_shell("discoveryctl subnets -o json")
+    assert len(json.loads(subnets.stdout)) == 4
+
+    member = new_shell("discoveryctl lab rm host2")
+    assert member.returncode == 1 and "etcd member" in member.stderr
+    removed = new_shell("discoveryctl lab rm host4", timeout_s=300)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert "host4" not in lookup_hosts()
+    assert len(json.loads(new_shell("discoveryctl subnets -o json").stdout)) == 3
+    assert new_shell("ip netns list").stdout.count("lab-host4") == 0
+    assert new_shell("discoveryctl lab status").returncode == 0
+
+
 def test_an_underlay_in_use_is_refused_in_one_line(lab_up_output):
     routes = json.loads(new_shell("ip -j -4 route show").stdout)
     taken = next(
