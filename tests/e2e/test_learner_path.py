@@ -3,7 +3,11 @@
 Every command runs in a new login shell started by ``env -i`` with a plain
 PATH and HOME: no .venv on PATH, no DISCOVERY_* variables, no etcd endpoints.
 The lab is the machine's own, made by `scripts/lab up` exactly as the README
-gives it, and taken down by `scripts/lab down` at the end. So this test needs
+gives it, and taken down by `scripts/lab down` at the end. On it the learner
+first checks the front door, then does every exercise in order, pasting each
+step into a new terminal after the exercise's "Before you start" block, with
+`discoveryctl lab check NN` failing before and passing after; then hosts are
+stopped, started, created and removed. So this test needs
 the machine without a lab of its own, and says so (it fails, never skips).
 """
 
@@ -11,13 +15,16 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from discovery.lab.exercises import all_exercises
 from discovery.lab.state import DEFAULT_STATE_ROOT
 from tests.fixtures.lab import wait_until
 from tests.prerequisites import require_binary, require_root
@@ -25,6 +32,8 @@ from tests.prerequisites import require_binary, require_root
 pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.netns, pytest.mark.etcd]
 
 REPO = Path(__file__).resolve().parents[2]
+EXERCISES = all_exercises()
+STEP_TIMEOUT_S = 240
 CLEAN_ENV = {
     "HOME": "/root",
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -33,12 +42,25 @@ CLEAN_ENV = {
 
 
 def new_shell(command: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-    """``command`` as typed into a new terminal (a login shell with nothing set up)."""
+    """``command`` as typed into a new terminal (a login shell with nothing set up).
+
+    Past the timeout the shell's whole process group is killed: a `docker exec`
+    whose container went away can hold the output pipes open for ever.
+    """
     env = [f"{key}={value}" for key, value in CLEAN_ENV.items()]
-    return subprocess.run(
+    process = subprocess.Popen(
         ["env", "-i", *env, "bash", "-lc", command],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout_s,
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
     )  # fmt: skip
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        stderr += f"\n(killed after {timeout_s} s)"
+        return subprocess.CompletedProcess(process.args, -1, stdout, stderr)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +98,39 @@ def test_a_new_shell_finds_the_commands_and_the_lab(lab_up_output):
     assert result.stdout.count("/coreos.com/network/subnets/") == 3
     ls = new_shell("discoveryctl lab ls")
     assert ls.returncode == 0 and ls.stdout.count("Running") == 3, ls.stdout + ls.stderr
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=[e.folder.name for e in EXERCISES])
+def test_every_exercise_as_a_learner_pastes_it(lab_up_output, exercise):
+    """The check fails first; each step, in a new terminal after the exercise's
+    "Before you start" block, succeeds; then the check passes."""
+    before = new_shell(f"discoveryctl lab check {exercise.number}")
+    assert before.returncode == 1 and "not done yet" in before.stdout, before.stdout
+    explanation = before.stdout.replace("not done yet", "").strip()
+    assert len(explanation.splitlines()) >= 2, f"check says too little:\n{before.stdout}"
+    prelude = exercise.before()
+    assert prelude, f"{exercise.readme} has no ```sh before block (Before you start)"
+    steps = exercise.steps()
+    assert steps, f"{exercise.readme} has no ```sh step blocks"
+    for number, step in enumerate(steps, 1):
+        # -e and pipefail: a step passes only if every command in it did.
+        result = new_shell(f"set -e -o pipefail\n{prelude}\n{step}", timeout_s=STEP_TIMEOUT_S)
+        assert result.returncode == 0, (
+            f"{exercise.folder.name} step {number} failed:\n{step}\n"
+            f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        )
+    after = new_shell(f"discoveryctl lab check {exercise.number}")
+    assert after.returncode == 0 and "not done yet" not in after.stdout, after.stdout
+
+
+def test_the_exercises_end_with_their_check_and_answer_every_question():
+    for exercise in EXERCISES:
+        text = exercise.readme.read_text()
+        assert f"Check your work: `discoveryctl lab check {exercise.number}`" in text, exercise
+        questions = text.split("## Questions", 1)[1].split("\n## ", 1)[0]
+        asked = len(re.findall(r"^\d+\. ", questions, re.MULTILINE))
+        assert asked and questions.count("<summary>Answer</summary>") == asked, exercise
+        assert not any(re.search(r"^\s*exit\b", step, re.MULTILINE) for step in exercise.steps())
 
 
 def test_a_host_stops_and_starts_with_its_subnet_and_records(lab_up_output):
