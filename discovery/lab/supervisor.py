@@ -88,6 +88,7 @@ def supervise(name: str, command: list[str], pid_file: Path | None) -> int:
             _say(name, f"cannot start {command[0]}: {error}")
             child = None
         if child is not None:
+            _say(name, f"started {command[0]} (pid {child.pid})")
             if pid_file is not None:
                 pid_file.write_text(f"{child.pid}\n")
             stopping = False
@@ -97,6 +98,7 @@ def supervise(name: str, command: list[str], pid_file: Path | None) -> int:
                     stopping = True
                     _stop(child)
             if stopping:
+                _say(name, f"stopped on request ({describe_exit(child.returncode)})")
                 if pid_file is not None:
                     pid_file.unlink(missing_ok=True)
                 return 0
@@ -107,6 +109,7 @@ def supervise(name: str, command: list[str], pid_file: Path | None) -> int:
         delay_s = next_delay(delay_s, ran_s)
         _say(name, f"{how} after {ran_s:.1f} s; starting it again in {delay_s:.1f} s")
         if _wait_for_stop(delay_s):
+            _say(name, "stopped on request while waiting to start it again")
             if pid_file is not None:
                 pid_file.unlink(missing_ok=True)
             return 0
