@@ -149,7 +149,9 @@ def refuse_taken_underlay(plan: LabPlan) -> None:
 
 
 def _create_or_remove(state: LabState, verb: str, host_name: str) -> int:
-    say = print
+    def say(text: str) -> None:
+        print(text, flush=True)
+
     if verb == "rm":
         _host(state, host_name)
         Lab(plan_from_state(state, state.name), say=say).remove_host(state, host_name)
@@ -170,7 +172,7 @@ def _create_or_remove(state: LabState, verb: str, host_name: str) -> int:
         plan = plan_from_state(state, state.name)
     except PlanError as error:
         raise LabCommandError(str(error)) from error
-    Lab(plan, say=lambda text: print(text, flush=True)).up(state)
+    Lab(plan, say=say).up(state)
     print(f"{host_name}: created in lab {state.name!r}")
     return 0
 

@@ -467,37 +467,33 @@ def wait_restarted(lab: FaultLab, role: str, host: str, old_pid: int) -> int:
 # ------------------------------------------------------------ the faults
 
 
-def test_services_agent_killed_past_its_ttl(lab):
-    record = lab.record("agent-services", "host2")
+# Each agent past the TTL of the lease it writes under (records, subnets), killed
+# on one host and frozen on another.
+AGENTS_PAST_THEIR_TTL = [
+    pytest.param("agent-services", "services agent", SERVICE_TTL_S + 2, "host2", "host3",
+                 id="services"),
+    pytest.param("agent-network", "network agent", SUBNET_TTL_S + 2, "host1", "host2",
+                 id="network"),
+]  # fmt: skip
+AGENT_PARAMETERS = ("role", "what", "hold_s", "killed_on", "frozen_on")
+
+
+@pytest.mark.parametrize(AGENT_PARAMETERS, AGENTS_PAST_THEIR_TTL)
+def test_agent_killed_past_its_ttl(lab, role, what, hold_s, killed_on, frozen_on):
+    host = killed_on
+    record = lab.record(role, host)
     run_fault(
-        lab, "services agent SIGKILL, down 12 s",
-        frozen_supervisor_kill(lab, "agent-services", "host2"),
-        SERVICE_TTL_S + 2, thaw(record.pid), restarted=("agent-services@host2",),
+        lab, f"{what} SIGKILL, down {hold_s} s", frozen_supervisor_kill(lab, role, host),
+        hold_s, thaw(record.pid), restarted=(f"{role}@{host}",),
     )  # fmt: skip
 
 
-def test_services_agent_frozen_past_its_ttl(lab):
-    pid = lab.pid("agent-services", "host3")
+@pytest.mark.parametrize(AGENT_PARAMETERS, AGENTS_PAST_THEIR_TTL)
+def test_agent_frozen_past_its_ttl(lab, role, what, hold_s, killed_on, frozen_on):
+    pid = lab.pid(role, frozen_on)
     run_fault(
-        lab, "services agent SIGSTOP 12 s",
-        lambda: os.kill(pid, signal.SIGSTOP), SERVICE_TTL_S + 2, thaw(pid),
-    )  # fmt: skip
-
-
-def test_network_agent_killed_past_its_subnet_ttl(lab):
-    record = lab.record("agent-network", "host1")
-    run_fault(
-        lab, "network agent SIGKILL, down 62 s",
-        frozen_supervisor_kill(lab, "agent-network", "host1"),
-        SUBNET_TTL_S + 2, thaw(record.pid), restarted=("agent-network@host1",),
-    )  # fmt: skip
-
-
-def test_network_agent_frozen_past_its_subnet_ttl(lab):
-    pid = lab.pid("agent-network", "host2")
-    run_fault(
-        lab, "network agent SIGSTOP 62 s",
-        lambda: os.kill(pid, signal.SIGSTOP), SUBNET_TTL_S + 2, thaw(pid),
+        lab, f"{what} SIGSTOP {hold_s} s",
+        lambda: os.kill(pid, signal.SIGSTOP), hold_s, thaw(pid),
     )  # fmt: skip
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import subprocess
 from dataclasses import dataclass, field
 
@@ -80,3 +81,32 @@ async def dig(port: int, *args: str) -> DigReply:
 
 async def kdig(port: int, *args: str) -> DigReply:
     return await run_client("kdig", port, *args)
+
+
+def exchange(port: int, data: bytes, *, tcp: bool = False, timeout_s: float = 0.3) -> bytes | None:
+    """One raw query to 127.0.0.1:port, one reply (None: silence within timeout_s)."""
+    if tcp:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as client:
+            client.sendall(len(data).to_bytes(2, "big") + data)
+            try:
+                length = int.from_bytes(_receive_exactly(client, 2), "big")
+                return _receive_exactly(client, length)
+            except (TimeoutError, ConnectionError):
+                return None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(timeout_s)
+        client.sendto(data, ("127.0.0.1", port))
+        try:
+            return client.recv(65535)
+        except TimeoutError:
+            return None
+
+
+def _receive_exactly(client: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = client.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data

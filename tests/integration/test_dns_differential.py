@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import grp
 import ipaddress
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +39,7 @@ from discovery.etcd_server import free_port
 from discovery.settings import Settings
 from discovery.store import EtcdStore
 from dns.service import DnsOptions, DnsService
+from tests.integration.dns_clients import exchange as raw_exchange
 
 pytestmark = pytest.mark.etcd
 
@@ -417,35 +418,8 @@ def probes() -> list[Probe]:
 OPT_1232 = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"
 
 
-def exchange(
-    port: int, data: bytes, *, tcp: bool, timeout_s: float = REPLY_TIMEOUT_S
-) -> bytes | None:
-    """One query, one reply (None: silence within timeout_s)."""
-    if tcp:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as client:
-            client.sendall(len(data).to_bytes(2, "big") + data)
-            try:
-                length = int.from_bytes(receive_exactly(client, 2), "big")
-                return receive_exactly(client, length)
-            except (TimeoutError, ConnectionError):
-                return None
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-        client.settimeout(timeout_s)
-        client.sendto(data, ("127.0.0.1", port))
-        try:
-            return client.recv(65535)
-        except TimeoutError:
-            return None
-
-
-def receive_exactly(client: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = client.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
+# One query, one reply (None: silence within the timeout).
+exchange = functools.partial(raw_exchange, timeout_s=REPLY_TIMEOUT_S)
 
 
 # ------------------------------------------------------------------ comparing

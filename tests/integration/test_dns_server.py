@@ -19,7 +19,7 @@ from discovery.settings import Settings
 from discovery.store import EtcdStore
 from dns.service import DnsOptions, DnsService
 from tests.fixtures.etcd import settings_for
-from tests.integration.dns_clients import dig, kdig, run_client
+from tests.integration.dns_clients import dig, exchange, kdig, run_client
 
 pytestmark = pytest.mark.etcd
 
@@ -204,7 +204,7 @@ async def test_0x20_case_is_echoed(lab_dns: DnsService) -> None:
     # And byte for byte, on a raw socket, for the fast path and the first answer alike.
     for name in ("mAnY.SeRvIcE.lAb", "mAnY.SeRvIcE.lAb", "HOST1.node.LAB"):
         query = DNSRecord.question(name).pack()
-        data = await asyncio.to_thread(exchange_udp, port_of(lab_dns), query, 2)
+        data = await asyncio.to_thread(exchange, port_of(lab_dns), query, timeout_s=2)
         assert data is not None
         assert data[12 : 12 + len(name) + 2] == query[12 : 12 + len(name) + 2]
 
@@ -303,16 +303,6 @@ async def test_without_upstreams_other_names_are_refused(lab_dns: DnsService) ->
 # ------------------------------------------------------------------ bad input on the wire
 
 
-def exchange_udp(port: int, data: bytes, timeout_s: float = 0.3) -> bytes | None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-        client.settimeout(timeout_s)
-        client.sendto(data, ("127.0.0.1", port))
-        try:
-            return client.recv(65535)
-        except TimeoutError:
-            return None
-
-
 async def test_bad_packets_over_udp_then_a_good_query(lab_dns: DnsService) -> None:
     port = port_of(lab_dns)
     bad = {
@@ -322,11 +312,11 @@ async def test_bad_packets_over_udp_then_a_good_query(lab_dns: DnsService) -> No
         b"\x12\x34\x28\x00\x00\x01" + bytes(6) + b"\x00\x00\x06\x00\x01": RCODE.NOTIMP,
     }
     for data, rcode in bad.items():
-        reply = await asyncio.to_thread(exchange_udp, port, data)
+        reply = await asyncio.to_thread(exchange, port, data)
         assert reply is not None
         assert DNSRecord.parse(reply).header.rcode == rcode
     for silent in (b"\x12", b"\x12\x34\x81\x80" + bytes(8)):
-        assert await asyncio.to_thread(exchange_udp, port, silent, 0.2) is None
+        assert await asyncio.to_thread(exchange, port, silent, timeout_s=0.2) is None
     good = await dig(port, "web.service.lab")
     assert good.rdata() == ["10.5.1.7", "10.5.2.3", "10.5.2.4"]
     assert lab_dns.stats.handler_errors == 0
