@@ -36,7 +36,9 @@ from discovery.store import EtcdStore
 
 log = logging.getLogger(__name__)
 RETRY_MIN_S = 0.2
-RETRY_MAX_S = 2.0
+# Short: after an outage the records are back as soon as one retry gets
+# through, and each attempt is already bounded by the request timeout.
+RETRY_MAX_S = 0.5
 
 
 class LeaseKeeper:
@@ -136,7 +138,7 @@ class LeaseKeeper:
             if not self._etcd_lost:
                 self._etcd_lost = True
                 log.warning(
-                    "%s: lost etcd (%s); keeping everything and retrying every %.0f s at most",
+                    "%s: lost etcd (%s); keeping everything and retrying every %.1f s at most",
                     self.name, error, RETRY_MAX_S,
                 )  # fmt: skip
             return

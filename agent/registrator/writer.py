@@ -51,7 +51,9 @@ from discovery.store import EtcdStore
 log = logging.getLogger(__name__)
 
 RETRY_MIN_S = 0.1
-RETRY_MAX_S = 2.0
+# Short, as the lease keeper's: etcd must equal Docker within a second or two
+# of an outage's end; each attempt is already bounded by the request timeout.
+RETRY_MAX_S = 0.5
 # Requests in flight at once during a resync: enough to fill a round trip,
 # few enough not to queue hundreds of RPCs on one channel.
 MAX_PARALLEL_WRITES = 64
