@@ -404,6 +404,10 @@ class Lab:
         try:
             daemon.start()
         except DiscoveryError as error:
+            # Not yet in the state, so the take-down would not find it: a daemon that
+            # died starting can leave its data bind mount (and containerd) behind.
+            with contextlib.suppress(DiscoveryError):
+                daemon.remove()
             raise LabError("dockerd", host.name, str(error)) from error
         host_state.docker_state_dir = str(daemon.state_dir)
         host_state.docker_url = daemon.url
