@@ -21,6 +21,7 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -30,7 +31,7 @@ from typing import Any
 from discovery.errors import DiscoveryError
 from discovery.lab import topology
 from discovery.lab.demo import run_demo
-from discovery.lab.exercises import all_exercises, find_exercise, run_check
+from discovery.lab.exercises import Exercise, all_exercises, find_exercise, run_check
 from discovery.lab.plan import (
     DEFAULT_LAB_NAME,
     DEFAULT_UNDERLAY,
@@ -43,10 +44,15 @@ from discovery.lab.plan import (
 )
 from discovery.lab.runner import Lab, process_condition
 from discovery.lab.state import LabState, load_state, state_file, state_root
+from discovery.lab.vagrant_lab import VAGRANT_VERBS, VagrantLab, load_vagrant_lab
 
 
 class LabCommandError(DiscoveryError):
     pass
+
+
+# A check exits 2 when it cannot judge the exercise on this kind of lab (LAB_KIND).
+CHECK_CANNOT_JUDGE = 2
 
 
 def add_lab_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
@@ -201,6 +207,18 @@ def lab_environment(state: LabState) -> dict[str, str]:
     }
 
 
+def _report_check(exercise: Exercise, result: subprocess.CompletedProcess[str]) -> int:
+    sys.stdout.write(result.stdout + result.stderr)
+    if result.returncode == 0:
+        print(f"exercise {exercise.number} ({exercise.title}): done")
+    elif result.returncode == CHECK_CANNOT_JUDGE:
+        print(f"exercise {exercise.number} ({exercise.title}): not checked on this lab")
+        return CHECK_CANNOT_JUDGE
+    else:
+        print(f"exercise {exercise.number} ({exercise.title}): not done yet")
+    return 0 if result.returncode == 0 else 1
+
+
 def _host_env(state: LabState, host_name: str) -> dict[str, str]:
     host = _host(state, host_name)
     return {
@@ -216,6 +234,10 @@ def _host_env(state: LabState, host_name: str) -> dict[str, str]:
 def run_lab_command(args: argparse.Namespace) -> int:
     name = args.name
     verb = args.lab_command
+    if verb != "exercises" and not state_file(name).exists():
+        vagrant = load_vagrant_lab()
+        if vagrant is not None:
+            return run_on_vagrant_lab(vagrant, args)
     if verb == "up":
         state = load_state(name)
         host_count = args.hosts or (state.host_count if state else 3)
@@ -261,13 +283,8 @@ def run_lab_command(args: argparse.Namespace) -> int:
         return _create_or_remove(state, verb, args.host)
     if verb == "check":
         exercise = find_exercise(args.number)
-        result = run_check(exercise, lab_environment(state))
-        sys.stdout.write(result.stdout + result.stderr)
-        if result.returncode == 0:
-            print(f"exercise {exercise.number} ({exercise.title}): done")
-        else:
-            print(f"exercise {exercise.number} ({exercise.title}): not done yet")
-        return 0 if result.returncode == 0 else 1
+        env = {**lab_environment(state), "LAB_KIND": "local"}
+        return _report_check(exercise, run_check(exercise, env))
     if verb == "demo":
         run_demo(state, say=lambda text: print(text, flush=True))
         return 0
@@ -347,4 +364,73 @@ def run_lab_command(args: argparse.Namespace) -> int:
         env = {**os.environ, **_host_env(state, host.name)}
         sys.stdout.flush()
         os.execvpe("nsenter", ["nsenter", f"--net=/run/netns/{host.netns}", *argv], env)
+    return 0
+
+
+def run_on_vagrant_lab(lab: VagrantLab, args: argparse.Namespace) -> int:
+    """The lab verbs on a VM of the Vagrant lab: the same output, the VMs' values."""
+    verb = args.lab_command
+    if verb in VAGRANT_VERBS:
+        instead = VAGRANT_VERBS[verb].format(host=getattr(args, "host", "HOST"))
+        raise LabCommandError(
+            f"this machine is {lab.this_host} of the Vagrant lab ({lab.source}), whose hosts "
+            f"are VMs: 'lab {verb}' is for the local lab; here use: {instead}"
+        )
+    root = str(state_root())
+    if verb == "check":
+        exercise = find_exercise(args.number)
+        tools = str(Path(sys.executable).parent)
+        env = {
+            **lab.host_env(lab.this_host, root),
+            "LAB_NAME": "lab",
+            "LAB_KIND": "vagrant",
+            "PATH": f"{tools}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",
+        }
+        return _report_check(exercise, run_check(exercise, env))
+    if verb == "ls":
+        rows = [
+            {
+                "name": host,
+                "active": host == lab.this_host,
+                "underlay_ip": address,
+                "docker_url": lab.docker_url(host),
+            }
+            for host, address in lab.hosts.items()
+        ]
+        if args.output == "json":
+            print(json.dumps(rows, indent=2))
+        else:
+            print(f"{'NAME':<8} {'ACTIVE':<6} {'UNDERLAY IP':<16} URL")
+            for row in rows:
+                star = "*" if row["active"] else "-"
+                print(f"{row['name']:<8} {star:<6} {row['underlay_ip']:<16} {row['docker_url']}")
+        return 0
+    host = args.host
+    if verb == "ip":
+        print(lab.address(host))
+    elif verb == "url":
+        print(lab.docker_url(host))
+    elif verb == "inspect":
+        details = {
+            "name": host,
+            "underlay_ip": lab.address(host),
+            "docker_url": lab.docker_url(host),
+            "this_host": host == lab.this_host,
+            "etcd_endpoints": lab.etcd_endpoints,
+        }
+        print(json.dumps(details, indent=2))
+    elif verb == "env":
+        for key, value in lab.host_env(host, root).items():
+            print(f"export {key}={shlex.quote(value)}")
+        print(f"# Run this command to configure your shell: eval $(discoveryctl lab env {host})")
+    elif verb in ("exec", "shell"):
+        argv = list(getattr(args, "argv", []) or [])
+        if argv[:1] == ["--"]:
+            argv = argv[1:]
+        interactive = verb == "shell" or not argv
+        if interactive and host == lab.this_host:
+            argv = [os.environ.get("SHELL", "/bin/bash")]
+        command = lab.command_on(host, argv, interactive)
+        sys.stdout.flush()
+        os.execvpe(command[0], command, {**os.environ, **lab.host_env(host, root)})
     return 0

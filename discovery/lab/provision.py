@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from discovery.flannel import parse_subnet_env
+from discovery.lab import vagrant_lab
 from discovery.lab.plan import DNS_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT
 
 DEFAULT_VENV = "/opt/discovery-venv"
@@ -89,6 +90,8 @@ class HostSpec:
     domain: str = "lab"
     overlay: str = DEFAULT_OVERLAY
     venv: str = DEFAULT_VENV
+    # Every host of the lab (name, address), for `discoveryctl lab` on this VM.
+    lab_hosts: tuple[tuple[str, str], ...] = ()
 
     @property
     def etcd_member(self) -> EtcdPeer | None:
@@ -341,6 +344,13 @@ def render_all(host: HostSpec) -> dict[str, str]:
         f"systemd/system/{UNIT_IMAGES}": render_images_unit(host),
         "discovery/config.toml": render_config_toml(host),
     }
+    lab_hosts = dict(host.lab_hosts) or {host.name: str(host.ip)}
+    files["discovery/lab.toml"] = vagrant_lab.render_lab_file(
+        host.name, lab_hosts, host.etcd_endpoints
+    )
+    others = [address for name, address in lab_hosts.items() if name != host.name]
+    if others:
+        files[vagrant_lab.SSH_CLIENT_CONFIG] = vagrant_lab.render_ssh_client_config(others)
     etcd = render_etcd_unit(host)
     if etcd is not None:
         files[f"systemd/system/{UNIT_ETCD}"] = etcd
@@ -391,6 +401,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     render.add_argument("--ip", required=True, type=ipaddress.IPv4Address)
     render.add_argument("--iface", help="default: the interface holding --ip")
     render.add_argument("--etcd-members", required=True, help="etcd1=IP,etcd2=IP,...")
+    render.add_argument(
+        "--lab-hosts", default="", help="host1=IP,host2=IP,...: every host (default: this one)"
+    )
     render.add_argument("--domain", default="lab")
     render.add_argument("--venv", default=DEFAULT_VENV)
     render.add_argument("--root", default="/etc", type=Path)
@@ -417,6 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 etcd=parse_etcd_members(args.etcd_members),
                 domain=args.domain,
                 venv=args.venv,
+                lab_hosts=tuple(vagrant_lab.parse_lab_hosts(args.lab_hosts).items())
+                if args.lab_hosts
+                else (),
             )
             for relative, text in render_all(host).items():
                 target = args.root / relative
@@ -432,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(args.out)
         elif args.command == "overlay-config":
             print(overlay_config(args.overlay))
-    except ProvisionError as error:
+    except (ProvisionError, vagrant_lab.VagrantLabError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -12,8 +12,13 @@
 #
 #   labs/provision/host.sh --host-name host1 --ip 192.168.56.11 \
 #       --etcd-members etcd1=192.168.56.11,etcd2=192.168.56.12,etcd3=192.168.56.13 \
-#       [--write-overlay-config] [--render-only]
+#       [--lab-hosts host1=192.168.56.11,host2=192.168.56.12,...] \
+#       [--ssh-key /tmp/discovery-lab-ssh/id_ed25519] [--write-overlay-config] [--render-only]
 #
+# --lab-hosts: every host of the lab, written to /etc/discovery/lab.toml, so that
+#   `discoveryctl lab ip|url|env|exec|check` work on this VM (default: this host).
+# --ssh-key: the lab's key pair (made by the Vagrantfile on the machine running
+#   vagrant): root on every VM accepts it and uses it to reach the others.
 # --write-overlay-config: this host writes flannel's network config into etcd
 #   (the Vagrantfile gives it to the last etcd host, when etcd can have quorum).
 # --render-only: find the interface and write the files, start nothing (tests).
@@ -22,7 +27,7 @@ set -euo pipefail
 venv=${LAB_VENV:-/opt/discovery-venv}
 etc=${LAB_ETC:-/etc}
 py="$venv/bin/python"
-name="" ip="" members="" write_config=no render_only=no
+name="" ip="" members="" lab_hosts="" ssh_key="" write_config=no render_only=no
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -30,6 +35,8 @@ while [ $# -gt 0 ]; do
         --host-name) name=${2:?}; shift 2 ;;
         --ip) ip=${2:?}; shift 2 ;;
         --etcd-members) members=${2:?}; shift 2 ;;
+        --lab-hosts) lab_hosts=${2:?}; shift 2 ;;
+        --ssh-key) ssh_key=${2:?}; shift 2 ;;
         --write-overlay-config) write_config=yes; shift ;;
         --render-only) render_only=yes; shift ;;
         *) usage ;;
@@ -41,8 +48,22 @@ if [ -z "$name" ] || [ -z "$ip" ] || [ -z "$members" ]; then usage; fi
 iface=$("$py" -m discovery.lab.provision iface --address "$ip")
 echo "provision: $name: private network $ip is on $iface"
 "$py" -m discovery.lab.provision render --host-name "$name" --ip "$ip" --iface "$iface" \
-    --etcd-members "$members" --venv "$venv" --root "$etc"
+    --etcd-members "$members" --lab-hosts "$lab_hosts" --venv "$venv" --root "$etc"
 [ "$render_only" = yes ] && exit 0
+
+if [ -n "$ssh_key" ]; then
+    # Root logs in to every VM with the lab's key (sshd's default allows keys for root).
+    install -d -m 700 "$etc/discovery/ssh" /root/.ssh
+    install -m 600 "$ssh_key" "$etc/discovery/ssh/id_ed25519"
+    install -m 644 "$ssh_key.pub" "$etc/discovery/ssh/id_ed25519.pub"
+    touch /root/.ssh/authorized_keys
+    grep -qxF "$(cat "$ssh_key.pub")" /root/.ssh/authorized_keys ||
+        cat "$ssh_key.pub" >> /root/.ssh/authorized_keys
+    chmod 600 /root/.ssh/authorized_keys
+    rm -f "$ssh_key" "$ssh_key.pub"
+fi
+# Where the exercises keep what they record (exercise 06's capture), as in the local lab.
+install -d -m 755 /var/lib/discovery-lab/lab
 
 units=(discovery-agent-network.service docker.service discovery-agent-services.service
        discovery-dns.service discovery-lab-images.service)
