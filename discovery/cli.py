@@ -18,15 +18,14 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, NoReturn
 
 from discovery import flannel, schema
 from discovery.errors import DiscoveryError, EtcdUnavailable, SchemaError, SettingsError
-from discovery.lab.cli import add_lab_commands, run_lab_command
 from discovery.settings import Settings, add_settings_flags, settings_from_args
 from discovery.store import Change, ConnectionLost, EtcdStore, Resumed, Snapshot
 
@@ -41,7 +40,17 @@ class CommandError(DiscoveryError):
     """A request the user can fix: unknown service, nothing to deregister."""
 
 
-class _Parser(argparse.ArgumentParser):
+# Command groups that packages above the core add, by entry point (the lab adds
+# `lab`): the core never imports them, and loads one only when its command runs,
+# so `discoveryctl lookup` starts without any lab code.
+PLUGIN_GROUP = "discoveryctl.commands"
+
+
+def plugin_commands() -> dict[str, EntryPoint]:
+    return {entry.name: entry for entry in entry_points(group=PLUGIN_GROUP)}
+
+
+class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line, as every other error here."""
 
     def error(self, message: str) -> NoReturn:
@@ -334,9 +343,9 @@ async def cmd_watch(store: EtcdStore, settings: Settings, args: argparse.Namespa
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="discoveryctl", description=__doc__.split("\n")[0])
+    parser = Parser(prog="discoveryctl", description=__doc__.split("\n")[0])
     add_settings_flags(parser)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     def command(name: str, handler: Any, help_text: str, listing: bool = False) -> Any:
         sub = commands.add_parser(name, help=help_text, description=help_text)
@@ -369,7 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("-o", "--output", choices=("table", "json"), default="table")
     command("subnets", cmd_subnets, "list flannel-style subnet leases", listing=True)
     command("hosts", cmd_hosts, "list lab hosts", listing=True)
-    add_lab_commands(commands, _Parser)
+    for name, entry in sorted(plugin_commands().items()):
+        # Listed for --help; main() hands `discoveryctl NAME ...` to the plugin unparsed.
+        package = entry.value.split(".", 1)[0]
+        commands.add_parser(name, help=f"the {name} commands, from {package} (see {name} --help)")
     return parser
 
 
@@ -389,15 +401,15 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    plugins = plugin_commands()
+    if argv and argv[0] in plugins:
+        return int(plugins[argv[0]].load()(argv[1:]))
     args = build_parser().parse_args(argv)
     if getattr(args, "ttl", None) is not None and args.ttl <= 0:
         print("discoveryctl: --ttl must be a positive number of seconds", file=sys.stderr)
         return EXIT_USAGE
     try:
-        if args.command == "lab":
-            if os.geteuid() != 0:
-                raise SettingsError("the local lab needs root (namespaces, bridges, dockerd)")
-            return run_lab_command(args)
         settings = settings_from_args(args)
         # Share the command's budget across the endpoints so a dead cluster fails in time.
         per_request = min(settings.request_timeout_s, 4.0 / len(settings.etcd_endpoints))

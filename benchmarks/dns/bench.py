@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from discovery import schema
-from discovery.etcd_server import EtcdCluster, free_port
 from discovery.settings import Settings
 from discovery.store import EtcdStore
+from labs.etcd_server import EtcdCluster, free_port
 
 HOST = "127.0.0.1"
 SERVICES = 1000

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.e2e.test_local_lab import LabDriver
+from labs.testing.lab_driver import LabDriver
 
 POLL_TIMEOUT_S = 10.0
 

@@ -43,10 +43,10 @@ from pathlib import Path
 from agent.network.desired import entries_for_lease
 from agent.network.netlink import Netlink
 from discovery import flannel
-from discovery.etcd_server import etcdctl
 from discovery.settings import Settings
 from discovery.store import EtcdStore
-from tests.fixtures.overlay_hosts import Host, OverlayLab
+from labs.etcd_server import etcdctl
+from labs.testing.overlay_hosts import Host, OverlayLab
 
 UNDERLAY = ipaddress.IPv4Network("192.168.214.0/24")
 NETWORK = ipaddress.IPv4Network("10.214.0.0/16")

@@ -4,8 +4,8 @@
         [--containers 200] [--rss-containers 500]
 
 What it sets up, all private and removed at the end: a network namespace with
-its own dockerd (discovery.dockerd) and the lab images, one etcd
-(discovery.etcd_server), and the agent as its own process, exactly as a lab
+its own dockerd (labs.dockerd) and the lab images, one etcd
+(labs.etcd_server), and the agent as its own process, exactly as a lab
 host runs it.
 
 What it measures, one container at a time so each figure is one container's:
@@ -45,12 +45,12 @@ import docker
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from discovery.dockerd import DockerDaemon, mounts_under  # noqa: E402
-from discovery.etcd_server import EtcdCluster  # noqa: E402
-from discovery.images import build_lab_images, lab_image_names  # noqa: E402
 from discovery.schema import services_prefix  # noqa: E402
 from discovery.settings import Settings, settings_as_environment  # noqa: E402
 from discovery.store import Change, EtcdStore, Snapshot  # noqa: E402
+from labs.dockerd import DockerDaemon, mounts_under  # noqa: E402
+from labs.etcd_server import EtcdCluster  # noqa: E402
+from labs.image_build import build_lab_images, lab_image_names  # noqa: E402
 
 WAIT_S = 10.0  # deadline for one record to appear or vanish
 SERVICE = "bench"

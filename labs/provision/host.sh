@@ -8,7 +8,7 @@
 #                   search service.lab)
 #        -> discovery-agent-services -> discovery-dns (bridge address, port 53)
 #
-# The units are rendered by discovery/lab/provision.py (one code path, unit-tested).
+# The units are rendered by labs/vm_provision.py (one code path, unit-tested).
 #
 #   labs/provision/host.sh --host-name host1 --ip 192.168.56.11 \
 #       --etcd-members etcd1=192.168.56.11,etcd2=192.168.56.12,etcd3=192.168.56.13 \
@@ -45,9 +45,9 @@ done
 if [ -z "$name" ] || [ -z "$ip" ] || [ -z "$members" ]; then usage; fi
 
 # By address, never by name: the first NIC of a VirtualBox VM is NAT, 10.0.2.15 on every VM.
-iface=$("$py" -m discovery.lab.provision iface --address "$ip")
+iface=$("$py" -m labs.vm_provision iface --address "$ip")
 echo "provision: $name: private network $ip is on $iface"
-"$py" -m discovery.lab.provision render --host-name "$name" --ip "$ip" --iface "$iface" \
+"$py" -m labs.vm_provision render --host-name "$name" --ip "$ip" --iface "$iface" \
     --etcd-members "$members" --lab-hosts "$lab_hosts" --venv "$venv" --root "$etc"
 [ "$render_only" = yes ] && exit 0
 
@@ -85,7 +85,7 @@ done
 
 endpoints=$(echo "$members" | sed -E 's|[A-Za-z0-9]+=([0-9.]+)|http://\1:2379|g')
 if [ "$write_config" = yes ]; then
-    config=$("$py" -m discovery.lab.provision overlay-config)
+    config=$("$py" -m labs.vm_provision overlay-config)
     echo "provision: waiting for etcd ($endpoints) to write the overlay config"
     for _ in $(seq 120); do
         if current=$("$venv/bin/etcdctl" --endpoints "$endpoints" --dial-timeout 2s \

@@ -28,7 +28,7 @@ if [ ! -x "$venv/bin/python" ]; then
     echo "provision: creating $venv"
     python3 -m venv "$venv"
 fi
-# Editable: discovery.images builds the lab images from labs/images/ beside the package.
+# Editable: labs.image_build builds the lab images from labs/images/ beside the package.
 echo "provision: installing the project from $repo into $venv"
 "$venv/bin/pip" install -q --upgrade pip
 "$venv/bin/pip" install -q -e "$repo"

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from tests.fixtures.lab import LabDriver, wait_until
+from labs.testing.lab_driver import LabDriver, wait_until
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.netns, pytest.mark.etcd]

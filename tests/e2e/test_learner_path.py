@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from discovery.lab.exercises import all_exercises
-from discovery.lab.state import DEFAULT_STATE_ROOT
-from tests.fixtures.lab import wait_until
+from labs.exercise import all_exercises
+from labs.state import DEFAULT_STATE_ROOT
+from labs.testing.lab_driver import wait_until
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.netns, pytest.mark.etcd]

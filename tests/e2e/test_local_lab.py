@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from discovery.lab import topology
-from discovery.lab.plan import plan_lab
-from discovery.lab.runner import child_pid
-from tests.fixtures.lab import LabDriver, wait_until
+from labs import topology
+from labs.plan import plan_lab
+from labs.runner import child_pid
+from labs.testing.lab_driver import LabDriver, wait_until
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.netns, pytest.mark.etcd]

@@ -30,9 +30,10 @@ from pathlib import Path
 
 import pytest
 
-from discovery.lab import provision, vagrant_lab
-from discovery.lab.exercises import find_exercise
-from tests.fixtures.lab import LabDriver, wait_until
+from labs import vagrant_lab
+from labs import vm_provision as provision
+from labs.exercise import find_exercise
+from labs.testing.lab_driver import LabDriver, wait_until
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.netns, pytest.mark.etcd]

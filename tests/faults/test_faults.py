@@ -38,16 +38,16 @@ from pathlib import Path
 import pytest
 
 from discovery import flannel
-from discovery.dockerd import DockerDaemon
 from discovery.errors import DiscoveryError
-from discovery.etcd_server import etcd_binary, etcdctl
-from discovery.lab.runner import child_pid, process_condition
-from discovery.lab.state import LabState, ProcessRecord
 from discovery.schema import Endpoint, decode_service_record, parse_record_key, services_prefix
 from discovery.settings import Settings
 from discovery.store import EtcdStore
+from labs.dockerd import DockerDaemon
+from labs.etcd_server import etcd_binary, etcdctl
+from labs.runner import child_pid, process_condition
+from labs.state import LabState, ProcessRecord
+from labs.testing.lab_driver import LabDriver, wait_until
 from tests.faults.outcomes import OUTCOMES, Outcome
-from tests.fixtures.lab import LabDriver, wait_until
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.netns, pytest.mark.etcd]

@@ -17,8 +17,8 @@ import time
 import pytest
 
 from discovery import flannel, schema
-from discovery.etcd_server import etcdctl
-from tests.fixtures.overlay_hosts import OverlayLab, agent_binary, wait_until
+from labs.etcd_server import etcdctl
+from labs.testing.overlay_hosts import OverlayLab, agent_binary, wait_until
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.etcd, pytest.mark.docker]

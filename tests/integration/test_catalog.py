@@ -9,8 +9,8 @@ import pytest
 
 from discovery import schema
 from discovery.catalog import Catalog, follow_catalog
-from discovery.etcd_server import etcdctl
 from discovery.store import EtcdStore
+from labs.etcd_server import etcdctl
 
 pytestmark = pytest.mark.etcd
 

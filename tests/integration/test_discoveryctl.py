@@ -9,7 +9,7 @@ import time
 import pytest
 
 from discovery import flannel, schema
-from discovery.etcd_server import etcdctl
+from labs.etcd_server import etcdctl
 
 pytestmark = pytest.mark.etcd
 

@@ -35,10 +35,10 @@ import pytest
 from dnslib import CLASS, EDNS0, QTYPE, DNSHeader, DNSQuestion, DNSRecord, EDNSOption
 
 from discovery import schema
-from discovery.etcd_server import free_port
 from discovery.settings import Settings
 from discovery.store import EtcdStore
-from dns.service import DnsOptions, DnsService
+from dnsserver.service import DnsOptions, DnsService
+from labs.etcd_server import free_port
 from tests.integration.dns_clients import exchange as raw_exchange
 
 pytestmark = pytest.mark.etcd

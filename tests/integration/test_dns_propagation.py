@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from discovery.etcd_server import free_port
 from discovery.settings import Settings
+from labs.etcd_server import free_port
 from tests.integration.dns_clients import parse_client_output
 from tests.prerequisites import require_binary
 

@@ -14,10 +14,10 @@ import pytest
 from dnslib import RCODE, DNSRecord
 
 from discovery import schema
-from discovery.etcd_server import EtcdCluster
 from discovery.settings import Settings
 from discovery.store import EtcdStore
-from dns.service import DnsOptions, DnsService
+from dnsserver.service import DnsOptions, DnsService
+from labs.etcd_server import EtcdCluster
 from tests.fixtures.etcd import settings_for
 from tests.integration.dns_clients import dig, exchange, kdig, run_client
 

@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from discovery.etcd_server import EtcdCluster
-from dns.service import DnsOptions, DnsService
+from dnsserver.service import DnsOptions, DnsService
+from labs.etcd_server import EtcdCluster
 from tests.fixtures.etcd import settings_for
 
 pytestmark = pytest.mark.etcd

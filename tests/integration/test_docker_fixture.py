@@ -16,8 +16,8 @@ from typing import TypeVar
 import docker
 import pytest
 
-from discovery.dockerd import DockerDaemon, DockerDaemonError, mounts_under
-from discovery.images import copy_images, project_version
+from labs.dockerd import DockerDaemon, DockerDaemonError, mounts_under
+from labs.image_build import copy_images, project_version
 from tests.fixtures.docker import DOCKER_HOST_BIP, DockerHost
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]

@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from discovery.lab import topology
-from discovery.lab.plan import plan_lab
+from labs import topology
+from labs.plan import plan_lab
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from discovery.errors import DiscoveryError
-from discovery.etcd_server import etcdctl
 from discovery.lease_keeper import LeaseKeeper
 from discovery.store import EtcdStore
+from labs.etcd_server import etcdctl
 from tests.fixtures.etcd import settings_for
 
 pytestmark = pytest.mark.etcd

@@ -21,8 +21,8 @@ import pytest
 from agent.network.desired import KernelEntries, desired_entries
 from agent.network.netlink import Netlink, VxlanLink
 from discovery import flannel
-from discovery.etcd_server import etcdctl
-from tests.fixtures.overlay_hosts import Host, OverlayLab, agent_binary, sh
+from labs.etcd_server import etcdctl
+from labs.testing.overlay_hosts import Host, OverlayLab, agent_binary, sh
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.etcd]

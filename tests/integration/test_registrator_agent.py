@@ -21,10 +21,10 @@ from typing import Any
 import docker.errors
 import pytest
 
-from discovery.etcd_server import EtcdCluster, etcdctl
 from discovery.schema import Endpoint, decode_node, encode_endpoint, endpoint_key, node_key
 from discovery.settings import Settings, settings_as_environment
 from discovery.store import EtcdStore
+from labs.etcd_server import EtcdCluster, etcdctl
 from tests.fixtures.docker import DockerHost
 from tests.fixtures.etcd import settings_for
 from tests.integration.registrator_support import (

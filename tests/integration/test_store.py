@@ -146,7 +146,7 @@ async def test_no_endpoint_answering_names_every_endpoint_tried():
 
 
 async def test_watch_follows_a_member_that_moves_in_a_cluster(tmp_path):
-    from discovery.etcd_server import EtcdCluster
+    from labs.etcd_server import EtcdCluster
 
     with EtcdCluster(3, base_dir=tmp_path / "cluster") as cluster:
         settings = settings_for(cluster.endpoints)

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from discovery.errors import EtcdUnavailable
-from discovery.etcd_server import EtcdCluster, etcdctl
 from discovery.store import Change, EtcdStore, Snapshot
+from labs.etcd_server import EtcdCluster, etcdctl
 from tests.fixtures.etcd import settings_for
 
 pytestmark = pytest.mark.etcd

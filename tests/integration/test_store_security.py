@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from discovery.errors import DiscoveryError, EtcdUnavailable
-from discovery.etcd_server import EtcdCluster, EtcdMember, TlsFiles, etcdctl
 from discovery.store import EtcdStore
+from labs.etcd_server import EtcdCluster, EtcdMember, TlsFiles, etcdctl
 from tests.fixtures.etcd import settings_for
 from tests.prerequisites import require_binary
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from discovery.etcd_server import EtcdMember, etcd_binary
-from discovery.lab import provision
+from labs import vm_provision as provision
+from labs.etcd_server import EtcdMember, etcd_binary
 from tests.prerequisites import require_binary, require_root
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ from dnslib import QTYPE, RCODE, RR
 from discovery import schema
 from discovery.catalog import Catalog
 from discovery.store import Change
-from dns.answers import (
+from dnsserver.answers import (
     DEPENDS_ON_EVERYTHING,
     DEPENDS_ON_NODES,
     Zone,
@@ -22,7 +22,7 @@ from dns.answers import (
     reverse_address,
     service_dependency,
 )
-from dns.view import IndexedCatalog
+from dnsserver.view import IndexedCatalog
 
 PREFIX = "/skydns"
 DOMAIN = "lab"

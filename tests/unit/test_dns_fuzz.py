@@ -12,7 +12,7 @@ from dnslib import QTYPE, RCODE, DNSRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dns.handler import QueryHandler
+from dnsserver.handler import QueryHandler
 from tests.unit.test_dns_handler import make_handler, query
 
 FUZZ_EXAMPLES = 300

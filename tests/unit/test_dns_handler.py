@@ -12,12 +12,12 @@ from dnslib import CLASS, EDNS0, QTYPE, RCODE, DNSHeader, DNSQuestion, DNSRecord
 from discovery import schema
 from discovery.catalog import Catalog
 from discovery.store import Change
-from dns.answers import Zone
-from dns.cache import PackedCache
-from dns.handler import QueryHandler
-from dns.metrics import prometheus_text
-from dns.view import IndexedCatalog
-from dns.wire import query_shape
+from dnsserver.answers import Zone
+from dnsserver.cache import PackedCache
+from dnsserver.handler import QueryHandler
+from dnsserver.metrics import prometheus_text
+from dnsserver.view import IndexedCatalog
+from dnsserver.wire import query_shape
 from tests.unit.test_dns_answers import DOMAIN, PREFIX, make_catalog
 
 
@@ -382,7 +382,7 @@ def test_a_handler_bug_is_servfail_not_an_exception(monkeypatch: pytest.MonkeyPa
     def broken(*args: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("dns.handler.resolve", broken)
+    monkeypatch.setattr("dnsserver.handler.resolve", broken)
     reply = ask(handler, query("web.service.lab"))
     assert reply.header.rcode == RCODE.SERVFAIL
     assert str(reply.q.qname) == "web.service.lab."

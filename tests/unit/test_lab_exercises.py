@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from discovery.lab.exercises import (
+from labs.exercise import (
     ExerciseError,
     all_exercises,
     before_in,

@@ -4,7 +4,7 @@ import ipaddress
 
 import pytest
 
-from discovery.lab.plan import (
+from labs.plan import (
     NetworkInUse,
     PlanError,
     forward_accept_rules,

@@ -1,4 +1,4 @@
-"""The Vagrant VMs' provisioning renderers (discovery.lab.provision): pure, no I/O."""
+"""The Vagrant VMs' provisioning renderers (labs.vm_provision): pure, no I/O."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from agent.network import subnet_env as agent_subnet_env
 from discovery import flannel
-from discovery.lab import provision
 from discovery.settings import resolve_settings
+from labs import vm_provision as provision
 
 MEMBERS3 = "etcd1=192.168.56.11,etcd2=192.168.56.12,etcd3=192.168.56.13"
 
@@ -114,7 +114,7 @@ def test_units_are_ordered_lease_docker_services_dns() -> None:
     files = provision.render_all(host())
     drop_in = files["systemd/system/docker.service.d/discovery-lab.conf"]
     assert "After=discovery-agent-network.service" in drop_in
-    assert "ExecStartPre=/opt/discovery-venv/bin/python -m discovery.lab.provision" in drop_in
+    assert "ExecStartPre=/opt/discovery-venv/bin/python -m labs.vm_provision" in drop_in
     assert "--config-file /run/discovery-lab/daemon.json" in drop_in
     services = files["systemd/system/discovery-agent-services.service"]
     assert "After=docker.service" in services and "Requires=docker.service" in services

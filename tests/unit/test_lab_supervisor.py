@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from discovery.lab.supervisor import RESTART_MAX_S, RESTART_MIN_S, STEADY_S, next_delay
+from labs.supervisor import RESTART_MAX_S, RESTART_MIN_S, STEADY_S, next_delay
 
 
 def test_the_pause_doubles_up_to_a_cap_and_resets_after_a_steady_run():
@@ -32,7 +32,7 @@ def test_a_killed_child_is_started_again_and_sigterm_stops_both(tmp_path: Path):
     pid_file, log = tmp_path / "child.pid", tmp_path / "log"
     with log.open("wb") as out:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "discovery.lab.supervisor", "--name", "sleeper",
+            [sys.executable, "-m", "labs.supervisor", "--name", "sleeper",
              "--pid-file", str(pid_file), "--", "sleep", "300"],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip

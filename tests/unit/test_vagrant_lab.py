@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from discovery.lab.vagrant_lab import (
+from labs.vagrant_lab import (
     VagrantLabError,
     parse_lab_file,
     parse_lab_hosts,

@@ -18,8 +18,8 @@ from typing import NamedTuple
 from dnslib import RR, DNSLabel
 
 from discovery.catalog import CatalogChange
-from dns.answers import DEPENDS_ON_EVERYTHING, DEPENDS_ON_NODES, Answer, service_dependency
-from dns.wire import Variant, build_message, labels_from_wire, split_packed
+from dnsserver.answers import DEPENDS_ON_EVERYTHING, DEPENDS_ON_NODES, Answer, service_dependency
+from dnsserver.wire import Variant, build_message, labels_from_wire, split_packed
 
 MAX_VARIANTS = 8
 MAX_ENTRIES = 200_000

@@ -24,10 +24,10 @@ from collections.abc import Callable
 
 from discovery import schema
 from discovery.errors import DiscoveryError
-from discovery.lab import front_door
-from discovery.lab.state import LabState
 from discovery.settings import Settings
 from discovery.store import EtcdStore
+from labs import front_door
+from labs.state import LabState
 
 REGISTRATION_TIMEOUT_S = 10.0
 

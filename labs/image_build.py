@@ -26,12 +26,14 @@ import sys
 import tempfile
 import tomllib
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import IO
 
 from discovery.errors import DiscoveryError
 
-IMAGES_DIR = Path(__file__).resolve().parent.parent / "labs" / "images"
+# Package data of labs (pyproject.toml): each image's Dockerfile and files, on disk.
+IMAGES_DIR = Path(str(resources.files("labs") / "images"))
 # Build order matters: web is FROM base.
 LAB_IMAGES = ("base", "web")
 DEFAULT_BUSYBOX = Path("/bin/busybox")

@@ -21,9 +21,9 @@ import sys
 from discovery.errors import DiscoveryError
 from discovery.logs import LEVELS, setup_logging
 from discovery.settings import Settings, add_settings_flags, settings_from_args
-from dns.forwarder import FORWARD_TIMEOUT_S
-from dns.server import MAX_TCP_CONNECTIONS, TCP_IDLE_TIMEOUT_S, parse_listen
-from dns.service import DnsOptions, DnsService
+from dnsserver.forwarder import FORWARD_TIMEOUT_S
+from dnsserver.server import MAX_TCP_CONNECTIONS, TCP_IDLE_TIMEOUT_S, parse_listen
+from dnsserver.service import DnsOptions, DnsService
 
 log = logging.getLogger("dns.cli")
 DEFAULT_LISTEN = "127.0.0.1:53"

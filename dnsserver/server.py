@@ -28,7 +28,7 @@ import socket
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
-from dns.handler import QueryHandler
+from dnsserver.handler import QueryHandler
 
 log = logging.getLogger(__name__)
 

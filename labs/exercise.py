@@ -24,11 +24,13 @@ import re
 import signal
 import subprocess
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from discovery.errors import DiscoveryError
 
-EXERCISES_DIR = Path(__file__).resolve().parents[2] / "labs" / "exercises"
+# Package data of labs (pyproject.toml), on disk: the checks are run from their folders.
+EXERCISES_DIR = Path(str(resources.files("labs") / "exercises"))
 CHECK_TIMEOUT_S = 60
 _FOLDER_RE = re.compile(r"^(\d\d)-[a-z0-9-]+$")
 _STEP_RE = re.compile(r"^```sh step\n(.*?)^```", re.MULTILINE | re.DOTALL)

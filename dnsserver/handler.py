@@ -23,11 +23,11 @@ from dataclasses import dataclass, fields
 
 from dnslib import CLASS, QTYPE, RCODE, DNSRecord
 
-from dns.answers import Zone, resolve
-from dns.cache import Entry, PackedCache, pack_answer
-from dns.forwarder import Forwarder
-from dns.view import IndexedCatalog
-from dns.wire import (
+from dnsserver.answers import Zone, resolve
+from dnsserver.cache import Entry, PackedCache, pack_answer
+from dnsserver.forwarder import Forwarder
+from dnsserver.view import IndexedCatalog
+from dnsserver.wire import (
     BADVERS,
     FLAG_QR,
     MAX_LABEL_LEN,

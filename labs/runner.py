@@ -34,14 +34,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from discovery import flannel
-from discovery.dockerd import DockerDaemon
 from discovery.errors import DiscoveryError
-from discovery.etcd_server import EtcdMember, etcd_binary
-from discovery.lab import front_door, provision, topology
-from discovery.lab.plan import DNS_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, HostPlan, LabPlan
-from discovery.lab.state import HostState, LabState, ProcessRecord, lab_dir, save_state
 from discovery.settings import Settings
 from discovery.store import EtcdStore
+from labs import front_door, topology
+from labs import vm_provision as provision
+from labs.dockerd import DockerDaemon
+from labs.etcd_server import EtcdMember, etcd_binary
+from labs.plan import DNS_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, HostPlan, LabPlan
+from labs.state import HostState, LabState, ProcessRecord, lab_dir, save_state
 
 STEP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -153,7 +154,7 @@ def stop_process(record: ProcessRecord, timeout_s: float = STOP_TIMEOUT_S) -> No
 
 
 def supervisor_command(name: str, pid_file: Path) -> list[str]:
-    return [sys.executable, "-m", "discovery.lab.supervisor", "--name", name,
+    return [sys.executable, "-m", "labs.supervisor", "--name", name,
             "--pid-file", str(pid_file), "--"]  # fmt: skip
 
 
@@ -570,7 +571,7 @@ class Lab:
         return result.returncode == 0 and bool(result.stdout.strip())
 
     def _images(self, state: LabState) -> None:
-        from discovery import images
+        from labs import image_build as images
 
         first = state.hosts[self.plan.hosts[0].name]
         names = images.lab_image_names()

@@ -14,7 +14,7 @@ import logging
 import subprocess
 
 from discovery.errors import DiscoveryError
-from discovery.lab.plan import HostPlan, LabPlan, NetworkInUse, forward_accept_rules
+from labs.plan import HostPlan, LabPlan, NetworkInUse, forward_accept_rules
 
 log = logging.getLogger(__name__)
 

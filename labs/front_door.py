@@ -25,9 +25,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from discovery.lab.plan import DEFAULT_LAB_NAME
-from discovery.lab.state import DEFAULT_STATE_ROOT, LabState, state_root
 from discovery.settings import DEFAULT_CONFIG_PATH
+from labs.plan import DEFAULT_LAB_NAME
+from labs.state import DEFAULT_STATE_ROOT, LabState, state_root
 
 LINK_DIR = Path("/usr/local/bin")
 TOOLS = ("discoveryctl", "discovery-agent", "discovery-dns", "etcdctl", "etcd")

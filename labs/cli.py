@@ -28,11 +28,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from discovery.errors import DiscoveryError
-from discovery.lab import topology
-from discovery.lab.demo import run_demo
-from discovery.lab.exercises import Exercise, all_exercises, find_exercise, run_check
-from discovery.lab.plan import (
+from discovery.cli import EXIT_NOT_FOUND, EXIT_USAGE, Parser
+from discovery.errors import DiscoveryError, SettingsError
+from labs import topology
+from labs.demo import run_demo
+from labs.exercise import Exercise, all_exercises, find_exercise, run_check
+from labs.plan import (
     DEFAULT_LAB_NAME,
     DEFAULT_UNDERLAY,
     LabPlan,
@@ -42,9 +43,9 @@ from discovery.lab.plan import (
     plan_lab,
     underlay_conflicts,
 )
-from discovery.lab.runner import Lab, process_condition
-from discovery.lab.state import LabState, load_state, state_file, state_root
-from discovery.lab.vagrant_lab import VAGRANT_VERBS, VagrantLab, load_vagrant_lab
+from labs.runner import Lab, process_condition
+from labs.state import LabState, load_state, state_file, state_root
+from labs.vagrant_lab import VAGRANT_VERBS, VagrantLab, load_vagrant_lab
 
 
 class LabCommandError(DiscoveryError):
@@ -55,16 +56,19 @@ class LabCommandError(DiscoveryError):
 CHECK_CANNOT_JUDGE = 2
 
 
-def add_lab_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
-    lab = commands.add_parser("lab", help="bring up and inspect the local multi-host lab")
+def build_parser() -> argparse.ArgumentParser:
+    lab = Parser(
+        prog="discoveryctl lab",
+        description="bring up and inspect the local multi-host lab (or a Vagrant lab's VM)",
+    )
     name_help = "lab name (default: $DISCOVERY_LAB_NAME, else lab)"
     lab.add_argument(
         "--name", default=os.environ.get("DISCOVERY_LAB_NAME", DEFAULT_LAB_NAME), help=name_help
     )
     # --name after the verb too (`lab up --name two`), as docker-machine takes it.
-    after_verb = argparse.ArgumentParser(add_help=False)
+    after_verb = Parser(add_help=False)
     after_verb.add_argument("--name", default=argparse.SUPPRESS, help=name_help)
-    verbs = lab.add_subparsers(dest="lab_command", required=True, parser_class=parser_class)
+    verbs = lab.add_subparsers(dest="lab_command", required=True, parser_class=Parser)
 
     def verb(name: str, help_text: str) -> Any:
         return verbs.add_parser(name, help=help_text, parents=[after_verb])
@@ -107,6 +111,24 @@ def add_lab_commands(commands: Any, parser_class: type[argparse.ArgumentParser])
     verb("images", "the lab image names")
     verb("exercises", "list the exercises in labs/exercises")
     verb("check", "check an exercise you did (e.g. lab check 03)").add_argument("number")
+    return lab
+
+
+def main(argv: list[str]) -> int:
+    """`discoveryctl lab ARGS`: the core CLI hands ARGS here (entry point discoveryctl.commands)."""
+    args = build_parser().parse_args(argv)
+    try:
+        if os.geteuid() != 0:
+            raise SettingsError("the local lab needs root (namespaces, bridges, dockerd)")
+        return run_lab_command(args)
+    except SettingsError as error:
+        print(f"discoveryctl: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except DiscoveryError as error:
+        print(f"discoveryctl: {error}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except KeyboardInterrupt:
+        return 130
 
 
 def plan_from_state(state: LabState | None, name: str) -> LabPlan:

@@ -32,7 +32,7 @@ class ProcessRecord:
 
     role: str  # etcd, agent-network, agent-services, dns
     host: str  # host1 ..., or "lab" for the root-namespace etcd
-    pid: int  # the supervisor's (discovery.lab.supervisor)
+    pid: int  # the supervisor's (labs.supervisor)
     marker: str  # a word of its command line, checked before signalling the PID
     log: str
     command: list[str] = field(default_factory=list)  # to start it again

@@ -1,6 +1,6 @@
 """Keep one lab process running, as systemd's ``Restart=always`` keeps the Vagrant lab's.
 
-    python -m discovery.lab.supervisor --name agent-services@host1 \
+    python -m labs.supervisor --name agent-services@host1 \
         --pid-file /var/lib/discovery-lab/lab/host1/agent-services.pid -- COMMAND...
 
 Starts COMMAND and starts it again whenever it ends, for whatever reason,
@@ -116,7 +116,7 @@ def supervise(name: str, command: list[str], pid_file: Path | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="discovery.lab.supervisor", description=__doc__)
+    parser = argparse.ArgumentParser(prog="labs.supervisor", description=__doc__)
     parser.add_argument("--name", required=True, help="what the process is, for the log")
     parser.add_argument("--pid-file", type=Path, help="where to keep the child's PID")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARG...")

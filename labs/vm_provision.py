@@ -1,6 +1,6 @@
 """Provisioning of one lab host as a machine of its own (a Vagrant VM): pure renderers.
 
-The local lab starts each host's processes itself (``discovery.lab.runner``);
+The local lab starts each host's processes itself (``labs.runner``);
 a VM runs the same programs as systemd units, in the same order::
 
     etcd (on the etcd hosts) -> discovery-agent-network (subnet lease, subnet.env, VXLAN)
@@ -13,9 +13,9 @@ Everything here turns a host's name, private address and the etcd member list
 into text (unit files, daemon.json, config.toml); the I/O is the small CLI at
 the bottom, which the shell scripts in ``labs/provision/`` call::
 
-    python -m discovery.lab.provision iface --address 192.168.56.11
-    python -m discovery.lab.provision render --host-name host1 --ip 192.168.56.11 ...
-    python -m discovery.lab.provision docker-config --subnet-file /run/flannel/subnet.env ...
+    python -m labs.vm_provision iface --address 192.168.56.11
+    python -m labs.vm_provision render --host-name host1 --ip 192.168.56.11 ...
+    python -m labs.vm_provision docker-config --subnet-file /run/flannel/subnet.env ...
 
 The underlay interface is found by address, never by name: every VirtualBox
 VM's first interface is the NAT one, with the same 10.0.2.15 on every VM (the
@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from discovery.flannel import parse_subnet_env
-from discovery.lab import vagrant_lab
-from discovery.lab.plan import DNS_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT
+from labs import vagrant_lab
+from labs.plan import DNS_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT
 
 DEFAULT_VENV = "/opt/discovery-venv"
 DEFAULT_OVERLAY = "10.5.0.0/16"
@@ -266,7 +266,7 @@ Wants={UNIT_NETWORK}
 
 [Service]
 # Wait for the lease, then write daemon.json from it (bip, mtu, dns, dns-search).
-ExecStartPre={host.tool("python")} -m discovery.lab.provision docker-config \\
+ExecStartPre={host.tool("python")} -m labs.vm_provision docker-config \\
   --subnet-file {SUBNET_FILE} --out {DOCKER_CONFIG_FILE} --host-env {HOST_ENV_FILE} \\
   --domain {host.domain} --wait {SUBNET_WAIT_S}
 ExecStart=
@@ -327,7 +327,7 @@ Requires=docker.service
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart={host.tool("python")} -m discovery.images --host unix:///var/run/docker.sock
+ExecStart={host.tool("python")} -m labs.image_build --host unix:///var/run/docker.sock
 
 [Install]
 WantedBy=multi-user.target
@@ -388,7 +388,7 @@ def _wait_for(path: Path, wait_s: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m discovery.lab.provision",
+        prog="python -m labs.vm_provision",
         description="Render a lab VM's systemd units and config (used by labs/provision/).",
     )
     commands = parser.add_subparsers(dest="command", required=True)

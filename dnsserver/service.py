@@ -30,13 +30,13 @@ from aiohttp import web
 from discovery.catalog import Catalog, CatalogChange, follow_catalog
 from discovery.settings import Settings
 from discovery.store import ConnectionLost, EtcdStore, WatchItem
-from dns.answers import Zone
-from dns.cache import PackedCache
-from dns.forwarder import FORWARD_TIMEOUT_S, Forwarder
-from dns.handler import QueryHandler, Stats
-from dns.metrics import start_metrics
-from dns.server import MAX_TCP_CONNECTIONS, TCP_IDLE_TIMEOUT_S, DnsServer
-from dns.view import IndexedCatalog
+from dnsserver.answers import Zone
+from dnsserver.cache import PackedCache
+from dnsserver.forwarder import FORWARD_TIMEOUT_S, Forwarder
+from dnsserver.handler import QueryHandler, Stats
+from dnsserver.metrics import start_metrics
+from dnsserver.server import MAX_TCP_CONNECTIONS, TCP_IDLE_TIMEOUT_S, DnsServer
+from dnsserver.view import IndexedCatalog
 
 log = logging.getLogger(__name__)
 FEED_RETRY_MAX_S = 5.0
