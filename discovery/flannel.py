@@ -73,9 +73,6 @@ class NetworkConfig:
     vni: int = DEFAULT_VNI
     port: int = DEFAULT_VXLAN_PORT
 
-    def subnet_at(self, address: ipaddress.IPv4Address) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network(f"{address}/{self.subnet_len}")
-
 
 def _field(data: dict[str, Any], name: str, kind: type, default: Any = None) -> Any:
     if name not in data or data[name] is None:

@@ -32,7 +32,6 @@ MIN_UDP_PAYLOAD = 512  # RFC 1035; also the floor for an EDNS size below it (RFC
 # client offers (RFC 6891 6.2.5, RFC 9715): 1232 fits the lab's 1450-byte VXLAN MTU
 # without IP fragmentation (DNS flag day 2020).
 OWN_UDP_PAYLOAD = 1232
-TCP_PAYLOAD = 65535
 MAX_NAME_WIRE_LEN = 255
 MAX_LABEL_LEN = 63
 BADVERS = 16
@@ -165,10 +164,6 @@ def split_packed(packed: bytes, name_length: int) -> Variant:
     return head, with_rd, packed[12 + name_length :]
 
 
-def variant_length(variant: Variant, name_length: int) -> int:
-    return 12 + name_length + len(variant[2])
-
-
 def opt_record(ext_rcode: int = 0, dnssec_ok: bool = False) -> bytes:
     """Our OPT record: root owner, our UDP size, extended rcode, version 0, DO as asked."""
     flags = bytes([OPT_FLAG_DO if dnssec_ok else 0, 0])
@@ -255,7 +250,6 @@ __all__ = [
     "MIN_UDP_PAYLOAD",
     "OWN_UDP_PAYLOAD",
     "RCODE",
-    "TCP_PAYLOAD",
     "Variant",
     "assemble",
     "bare_reply",

@@ -160,13 +160,6 @@ class SubnetAllocator:
             return False
         return await self.store.put_if_revision(key, value, current.mod_revision, lease_id)
 
-    async def release(self, lease: SubnetLease) -> None:
-        """Delete our lease key (used when the etcd lease cannot simply be revoked)."""
-        try:
-            await self.store.delete(flannel.subnet_key(self.network_prefix, lease.subnet))
-        except DiscoveryError as error:
-            log.warning("could not delete lease %s: %s", lease.subnet, error)
-
 
 def _log_error(text: str) -> None:
     log.error(text)

@@ -130,7 +130,6 @@ class NetworkAgent:
         self.pending: list[SubnetLease] = []
         self.full_pass = True
         self.dirty = asyncio.Event()
-        self.ready = asyncio.Event()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -194,7 +193,6 @@ class NetworkAgent:
 
         self.own = await self._first_claim(remembered.subnet)
         await self._apply_own_lease()
-        self.ready.set()
         log.info(
             "network ready: subnet %s on %s (VTEP MAC %s)",
             self.own.subnet, self.device_name, self.vtep_mac,

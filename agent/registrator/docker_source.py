@@ -124,9 +124,6 @@ class DockerSource:
         except (docker.errors.DockerException, requests.RequestException, OSError) as error:
             raise DockerUnavailable(f"{self.url}: {what}: {_short(error)}") from error
 
-    async def ping(self) -> None:
-        await self._call("ping", self._api.ping)
-
     async def running_container_ids(self) -> list[str]:
         """Ids of the running (and paused) containers."""
         listed = await self._call("list containers", lambda: self._api.containers(quiet=True))

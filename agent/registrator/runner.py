@@ -56,7 +56,6 @@ class Registrator:
         self._pending: dict[str, bool] = {}  # container id -> "gone" hint of the latest poke
         self._refused: dict[str, str] = {}  # container id -> reason it was last refused
         self._connected = False
-        self.listed = asyncio.Event()  # set after the first complete listing
 
     # ------------------------------------------------------------ per container
 
@@ -165,7 +164,6 @@ class Registrator:
                     log.info("Docker reachable again", extra={"fields": {"url": self.docker.url}})
                 outage = False
                 delay = RECONNECT_MIN_S
-                self.listed.set()
                 self.writer.docker_listed.set()
                 while True:
                     event = classify_event(await stream.next())
