@@ -102,7 +102,7 @@ def emit(rows: list[dict[str, Any]], columns: Sequence[str], output: str) -> Non
 def endpoint_row(endpoint: schema.Endpoint, key: str) -> dict[str, Any]:
     return {
         "service": endpoint.service,
-        "address": endpoint.host,
+        "address": endpoint.address,
         "port": endpoint.port,
         "protocol": endpoint.protocol,
         "port_name": endpoint.port_name,
@@ -201,7 +201,7 @@ async def cmd_register(store: EtcdStore, settings: Settings, args: argparse.Name
     try:
         endpoint = schema.Endpoint(
             service=schema.normalise_dns_label(args.service),
-            host=args.address,
+            address=args.address,
             port=args.port,
             protocol=args.protocol,
             port_name=args.port_name or "",
@@ -217,7 +217,7 @@ async def cmd_register(store: EtcdStore, settings: Settings, args: argparse.Name
     lease_id = await store.grant_lease(args.ttl) if args.ttl else None
     await store.put(key, schema.encode_endpoint(endpoint), lease_id)
     lifetime = f"for {args.ttl} s (etcd lease {lease_id:x})" if lease_id else "until deregistered"
-    where = f"{endpoint.host}:{endpoint.port}" if endpoint.port else endpoint.host
+    where = f"{endpoint.address}:{endpoint.port}" if endpoint.port else endpoint.address
     print(f"registered {endpoint.service} at {where} {lifetime}: {key}")
     return 0
 
@@ -227,7 +227,7 @@ async def cmd_deregister(store: EtcdStore, settings: Settings, args: argparse.Na
     matches = [
         key
         for key, endpoint in await read_endpoints(store, settings, service)
-        if endpoint.host == args.address and (args.port is None or endpoint.port == args.port)
+        if endpoint.address == args.address and (args.port is None or endpoint.port == args.port)
     ]
     if not matches:
         where = args.address + (f":{args.port}" if args.port is not None else "")
@@ -258,11 +258,11 @@ async def cmd_hosts(store: EtcdStore, settings: Settings, args: argparse.Namespa
         counts[endpoint.node] = counts.get(endpoint.node, 0) + 1
     rows = []
     for node in nodes:
-        lease = leases.pop(node.host, None)
+        lease = leases.pop(node.address, None)
         rows.append(
             {
                 "host": node.node,
-                "address": node.host,
+                "address": node.address,
                 "subnet": lease["subnet"] if lease else node.subnet,
                 "vtep_mac": lease["vtep_mac"] if lease else "",
                 "endpoints": counts.get(node.node, 0),
@@ -287,7 +287,9 @@ def _watch_line(kind: str, key: str, endpoint: schema.Endpoint, output: str) -> 
     if output == "json":
         return json.dumps({"event": kind, **endpoint_row(endpoint, key)})
     where = (
-        f"{endpoint.host}:{endpoint.port}/{endpoint.protocol}" if endpoint.port else endpoint.host
+        f"{endpoint.address}:{endpoint.port}/{endpoint.protocol}"
+        if endpoint.port
+        else endpoint.address
     )
     stamp = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
     container = f" container={endpoint.container_name}" if endpoint.container_name else ""

@@ -155,7 +155,9 @@ class Endpoint:
     """One reachable address (and port) of one service."""
 
     service: str
-    host: str  # the address clients connect to (CoreDNS's "host")
+    # The IP address clients connect to. Stored as "host", CoreDNS's (SkyDNS's) name
+    # for it; `node` is the lab host.
+    address: str
     port: int = 0  # 0: no port, an A-record-only endpoint
     protocol: str = "tcp"
     port_name: str = ""  # for _<port_name>._<protocol>.<service>.service.<domain>
@@ -180,8 +182,8 @@ class Endpoint:
     @property
     def endpoint_id(self) -> str:
         if self.container_id:
-            return container_endpoint_id(self.container_id, self.host, self.port, self.protocol)
-        return manual_endpoint_id(self.host, self.port, self.protocol)
+            return container_endpoint_id(self.container_id, self.address, self.port, self.protocol)
+        return manual_endpoint_id(self.address, self.port, self.protocol)
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ class Node:
     """One lab host, as its agent announces it."""
 
     node: str
-    host: str  # the host's underlay (public) address
+    address: str  # the host's underlay (public) address; stored as "host"
     subnet: str = ""  # its container subnet lease, once it has one
     registered_at: str = field(default_factory=utc_now_text)
     ttl: int = 5
@@ -197,7 +199,7 @@ class Node:
     def __post_init__(self) -> None:
         if not is_dns_label(self.node):
             raise SchemaError(f"node name {self.node!r} is not a valid DNS label")
-        _check_address("host", self.host)
+        _check_address("host", self.address)
         if self.subnet:
             try:
                 ipaddress.ip_network(self.subnet)
@@ -235,7 +237,7 @@ def _check_time(name: str, value: Any) -> None:
 def validate_endpoint(endpoint: Endpoint) -> None:
     if not isinstance(endpoint.service, str) or not is_dns_label(endpoint.service):
         raise SchemaError(f"service {endpoint.service!r} is not a valid DNS label")
-    _check_address("host", endpoint.host)
+    _check_address("host", endpoint.address)
     _check_int("port", endpoint.port, 0, 65535)
     _check_int("priority", endpoint.priority, 0, 65535)
     _check_int("weight", endpoint.weight, 0, 65535)
@@ -262,6 +264,7 @@ def validate_endpoint(endpoint: Endpoint) -> None:
 def encode_endpoint(endpoint: Endpoint) -> bytes:
     data = asdict(endpoint)
     data["tags"] = list(endpoint.tags)
+    data["host"] = data.pop("address")
     # CoreDNS's fields first, so `etcdctl get` reads naturally.
     ordered = {key: data.pop(key) for key in ("host", "port", "priority", "weight", "ttl")}
     ordered.update(data)
@@ -302,6 +305,7 @@ def decode_endpoint(raw: bytes | str) -> Endpoint:
             )
     if "tags" in known:
         known["tags"] = tuple(known["tags"])
+    known["address"] = known.pop("host")
     return Endpoint(**known)
 
 
@@ -316,7 +320,9 @@ def decode_service_record(key: RecordKey, raw: bytes | str) -> Endpoint:
 
 
 def encode_node(node: Node) -> bytes:
-    return json.dumps(asdict(node), separators=(",", ":")).encode()
+    data = asdict(node)
+    data["host"] = data.pop("address")
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 def decode_node(raw: bytes | str) -> Node:
@@ -325,4 +331,6 @@ def decode_node(raw: bytes | str) -> Node:
         if not isinstance(data.get(name), str):
             raise SchemaError(f"node value has no string {name!r} field")
     allowed = {"node", "host", "subnet", "registered_at", "ttl"}
-    return Node(**{name: value for name, value in data.items() if name in allowed})
+    known = {name: value for name, value in data.items() if name in allowed}
+    known["address"] = known.pop("host")
+    return Node(**known)

@@ -218,7 +218,7 @@ def _endpoint_answer(
 ) -> Answer:
     """A/AAAA/SRV/ANY at a name that stands for these endpoints (all serving)."""
     if qtype in (QTYPE.A, QTYPE.AAAA):
-        records = _address_records(owner, (e.host for e in endpoints), qtype, zone.ttl_s)
+        records = _address_records(owner, (e.address for e in endpoints), qtype, zone.ttl_s)
         return _records(records, zone, view, depends_on)
     if qtype == QTYPE.SRV:
         return _srv_answer(owner, endpoints, zone, view, depends_on)
@@ -244,7 +244,7 @@ def _srv_answer(
                 rdata=SRV(endpoint.priority, endpoint.weight, endpoint.port, target),
             )
         )
-        additional.extend(_both_families(target, endpoint.host, zone.ttl_s))
+        additional.extend(_both_families(target, endpoint.address, zone.ttl_s))
     return _records(records, zone, view, depends_on, additional)
 
 
@@ -322,7 +322,7 @@ def _service_names(body: Labels, qtype: int, zone: Zone, view: CatalogView) -> A
         label = _text(body[0])
         one = [e for e in serving if e.endpoint_id == label]
         if one:  # an endpoint's own name, the target of its SRV records
-            records = _address_records(owner, [one[0].host], qtype, zone.ttl_s)
+            records = _address_records(owner, [one[0].address], qtype, zone.ttl_s)
             if qtype == QTYPE.ANY:
                 records = [_minimal_any(owner, zone)]
             return _records(records, zone, view, depends)
@@ -381,7 +381,7 @@ def _node_names(body: Labels, qtype: int, zone: Zone, view: CatalogView) -> Answ
     owner = zone.name(node.node, "node")
     if qtype == QTYPE.ANY:
         return _records([_minimal_any(owner, zone)], zone, view, DEPENDS_ON_NODES)
-    records = _address_records(owner, [node.host], qtype, zone.ttl_s)
+    records = _address_records(owner, [node.address], qtype, zone.ttl_s)
     return _records(records, zone, view, DEPENDS_ON_NODES)
 
 

@@ -72,11 +72,11 @@ class IndexedCatalog:
         for endpoint in self.catalog.all_endpoints():
             if not endpoint.serving:
                 continue
-            services = index.setdefault(_canonical(endpoint.host), ([], []))[0]
+            services = index.setdefault(_canonical(endpoint.address), ([], []))[0]
             if endpoint.service not in services:
                 services.append(endpoint.service)
         for node in self.catalog.nodes():
-            index.setdefault(_canonical(node.host), ([], []))[1].append(node.node)
+            index.setdefault(_canonical(node.address), ([], []))[1].append(node.node)
         return index
 
 

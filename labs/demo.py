@@ -50,7 +50,7 @@ async def _web_addresses(settings: Settings) -> set[str]:
         items, _ = await store.get_prefix(
             schema.service_prefix(settings.prefix, settings.domain, "web")
         )
-    return {schema.decode_endpoint(kv.value).host for kv in items.values()}
+    return {schema.decode_endpoint(kv.value).address for kv in items.values()}
 
 
 def run_demo(state: LabState, say: Callable[[str], None] = print) -> None:

@@ -8,7 +8,7 @@ neighbour, FDB and route entries for every other host) through pyroute2.
 Layers, as in flannel: pure decisions (``subnets``, ``desired``, ``diff``,
 ``iptables_rules``, ``subnet_env``), and thin I/O shells around them
 (``allocator`` over etcd, ``netlink`` over pyroute2, ``firewall`` over the
-iptables binary, ``files``), wired together in ``service``.
+iptables binary, ``files``), wired together in ``agent``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from discovery.errors import SettingsError
 from discovery.settings import Settings
 
 if TYPE_CHECKING:
-    from agent.network.service import NetworkOptions
+    from agent.network.agent import NetworkOptions
 
 DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env"
 DEFAULT_DOCKER_OPTS_FILE = "/run/flannel/docker"
@@ -31,7 +31,7 @@ DEFAULT_STATE_DIR = "/var/lib/discovery-agent/network"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from agent.network.service import RECONCILE_INTERVAL_S, SUBNET_LEASE_TTL_S
+    from agent.network.agent import RECONCILE_INTERVAL_S, SUBNET_LEASE_TTL_S
 
     group = parser.add_argument_group("overlay network (flannel-style)")
     group.add_argument(
@@ -93,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> NetworkOptions:
-    from agent.network.service import NetworkOptions
+    from agent.network.agent import NetworkOptions
 
     public_ip = None
     if getattr(args, "public_ip", None):
@@ -127,8 +127,8 @@ def options_from_args(args: argparse.Namespace) -> NetworkOptions:
 
 async def run(args: argparse.Namespace, settings: Settings) -> None:
     """Run the network half until SIGTERM or SIGINT (the agent's one shared
-    stop signal, agent.signals), then shut down cleanly (agent.network.service)."""
-    from agent.network.service import NetworkAgent
+    stop signal, agent.signals), then shut down cleanly (agent.network.agent)."""
+    from agent.network.agent import NetworkAgent
 
     agent = NetworkAgent(options_from_args(args), settings)
     await agent.run(stop_event())

@@ -236,7 +236,7 @@ def desired_registrations(
             endpoints.append(
                 Endpoint(
                     service=naming.service,
-                    host=target.address,
+                    address=target.address,
                     port=target.port,
                     protocol=target.protocol,
                     port_name=port_name(target.container_port) if target.port else "",

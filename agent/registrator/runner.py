@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from agent.registrator.desired import Desired, desired_registrations
 from agent.registrator.docker_source import DockerSource, DockerUnavailable, EventStream
 from agent.registrator.events import classify_event
-from agent.registrator.reconcile import RecordChange
+from agent.registrator.sync_plan import RecordChange
 from agent.registrator.writer import RecordWriter
 from discovery.schema import utc_now_text
 from discovery.settings import Settings
@@ -199,7 +199,7 @@ def _log_change(change: RecordChange) -> None:
     fields: dict[str, object] = {
         "container": endpoint.container_name,
         "service": endpoint.service,
-        "address": endpoint.host,
+        "address": endpoint.address,
         "port": endpoint.port,
     }
     if endpoint.port:

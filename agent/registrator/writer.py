@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Iterable
 from pathlib import Path
 
 from agent.registrator.lease_file import load_leases, save_lease
-from agent.registrator.reconcile import (
+from agent.registrator.sync_plan import (
     RecordChange,
     carry_registered_at,
     container_changes,

@@ -83,7 +83,7 @@ async def load_catalog(settings: Settings, catalog: dict[str, list[str]]) -> Non
     async with EtcdStore(settings) as store:
 
         async def put(service: str, host: str) -> None:
-            endpoint = schema.Endpoint(service=service, host=host, port=80)
+            endpoint = schema.Endpoint(service=service, address=host, port=80)
             key = schema.endpoint_key(
                 settings.prefix, settings.domain, service, endpoint.endpoint_id
             )
@@ -310,7 +310,7 @@ async def propagation(
     async with EtcdStore(settings) as store:
         for n in range(updates):
             host = str(ipaddress.IPv4Address(0x0AC80000 + n + 1))  # 10.200.x.y
-            endpoint = schema.Endpoint(service="propagation", host=host, port=80)
+            endpoint = schema.Endpoint(service="propagation", address=host, port=80)
             key = schema.endpoint_key(
                 settings.prefix, settings.domain, "propagation", endpoint.endpoint_id
             )

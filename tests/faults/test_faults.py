@@ -164,7 +164,7 @@ class FaultLab:
         for _, e in records:
             if not e.container_id:
                 continue  # made by hand: not Docker's to confirm
-            ident = (e.container_id, e.host, e.port, e.protocol)
+            ident = (e.container_id, e.address, e.port, e.protocol)
             per_endpoint[ident] = per_endpoint.get(ident, 0) + 1
             if e.node not in running or e.container_id not in running[e.node]:
                 stale += 1
@@ -179,7 +179,7 @@ class FaultLab:
         wanted: dict[str, set[str]] = {}
         for _, e in self.records():
             if e.serving:
-                wanted.setdefault(e.service, set()).add(e.host)
+                wanted.setdefault(e.service, set()).add(e.address)
         problems = []
         for host in HOSTS:
             dns_ip = self.state.hosts[host].dns_ip

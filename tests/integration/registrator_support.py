@@ -170,7 +170,7 @@ async def read_records(settings: Settings) -> list[Record]:
 def summary(records: list[Record]) -> set[tuple[str, str, str, int, str]]:
     """(service, container name, address, port, health) of each record."""
     return {
-        (r.endpoint.service, r.endpoint.container_name, r.endpoint.host, r.endpoint.port,
+        (r.endpoint.service, r.endpoint.container_name, r.endpoint.address, r.endpoint.port,
          r.endpoint.health)
         for r in records
     }  # fmt: skip

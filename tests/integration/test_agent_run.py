@@ -63,7 +63,7 @@ def test_run_starts_both_halves_and_sigterm_stops_both(docker_cleanup, tmp_path)
             wait_until(lambda: node_key in keys(overlay, node_key), 15)
             node = schema.decode_node(etcdctl(overlay.endpoints, "get", "--print-value-only",
                                               node_key).strip())  # fmt: skip
-            assert node.host == str(host.address)
+            assert node.address == str(host.address)
             docker_cleanup.client.containers.run(
                 docker_cleanup.images["base"], ["sleep", "60"], detach=True,
                 labels={"discovery.service": "runsvc"},

@@ -23,7 +23,7 @@ async def wait_for(condition, timeout_s=10.0):
 
 
 def endpoint(service, n):
-    return schema.Endpoint(service=service, host=f"10.5.{n // 250}.{n % 250 + 1}", port=80)
+    return schema.Endpoint(service=service, address=f"10.5.{n // 250}.{n % 250 + 1}", port=80)
 
 
 async def test_catalog_stays_correct_through_1000_register_and_deregister(etcd_settings):
@@ -51,8 +51,8 @@ async def test_catalog_stays_correct_through_1000_register_and_deregister(etcd_s
             await asyncio.sleep(0.2)  # any trailing deletes
             items, _ = await store.get_prefix(catalog.root)
             assert len(catalog) == len(live) == len(items)
-            assert sorted(catalog.all_endpoints(), key=lambda e: e.host) == sorted(
-                live.values(), key=lambda e: e.host
+            assert sorted(catalog.all_endpoints(), key=lambda e: e.address) == sorted(
+                live.values(), key=lambda e: e.address
             )
             for service in catalog.services():
                 assert {e.service for e in catalog.endpoints(service)} == {service}
@@ -80,7 +80,7 @@ async def test_garbage_written_with_etcdctl_is_skipped_with_a_log_line(
             assert catalog.endpoints("web") == [good]
             assert any(bad_key in r.getMessage() for r in caplog.records)
             # Fixing the value makes it count; deleting it clears the complaint.
-            fixed = schema.Endpoint(service="web", host="10.0.0.1", port=81)
+            fixed = schema.Endpoint(service="web", address="10.0.0.1", port=81)
             etcdctl(etcd_server.endpoints, "put", bad_key, schema.encode_endpoint(fixed).decode())
             await wait_for(lambda: len(catalog) == 2)
             assert bad_key not in catalog.skipped

@@ -153,7 +153,7 @@ def test_subnets_and_hosts_read_flannel_leases_and_node_records(ctl, etcd_server
         '"BackendData":{"VNI":1,"VtepMAC":"7a:00:00:00:00:01"}}'
     )
     etcdctl(etcd_server.endpoints, "put", f"{net}/subnets/10.5.1.0-24", lease_value)
-    node = schema.Node(node="host1", host="192.168.100.11", subnet="10.5.1.0/24")
+    node = schema.Node(node="host1", address="192.168.100.11", subnet="10.5.1.0/24")
     etcdctl(
         etcd_server.endpoints,
         "put",

@@ -54,7 +54,7 @@ MANY = 30  # 30 A records do not fit 512 bytes; 30 SRV records do not fit 1232
 
 
 def endpoint(service: str, host: str, port: int = 80, **fields: object) -> schema.Endpoint:
-    return schema.Endpoint(service=service, host=host, port=port, **fields)  # type: ignore[arg-type]
+    return schema.Endpoint(service=service, address=host, port=port, **fields)  # type: ignore[arg-type]
 
 
 ENDPOINTS = [
@@ -70,8 +70,8 @@ ENDPOINTS = [
     *(endpoint("many", f"10.6.0.{n + 1}", 8080, tags=("bulk",)) for n in range(MANY)),
 ]
 NODES = [
-    schema.Node(node="host1", host="192.168.50.11"),
-    schema.Node(node="host6", host="fd50::12"),
+    schema.Node(node="host1", address="192.168.50.11"),
+    schema.Node(node="host6", address="fd50::12"),
 ]
 SERVING = [e for e in ENDPOINTS if e.serving]
 
@@ -131,8 +131,8 @@ def ptr_targets(address: str) -> list[str]:
     """README: the PTR of an address names the services of its serving endpoints and
     the nodes at it."""
     wanted = ipaddress.ip_address(address)
-    services = sorted({e.service for e in SERVING if ipaddress.ip_address(e.host) == wanted})
-    nodes = [n.node for n in NODES if ipaddress.ip_address(n.host) == wanted]
+    services = sorted({e.service for e in SERVING if ipaddress.ip_address(e.address) == wanted})
+    nodes = [n.node for n in NODES if ipaddress.ip_address(n.address) == wanted]
     return [f"{s}.service.{DOMAIN}." for s in services] + [f"{n}.node.{DOMAIN}." for n in nodes]
 
 

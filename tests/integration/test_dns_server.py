@@ -32,7 +32,7 @@ SEED_QUESTIONS = [("web.service.lab", "A"), ("_http._tcp.web.service.lab", "SRV"
 
 
 def endpoint(service: str, host: str, port: int = 80, **fields: object) -> schema.Endpoint:
-    return schema.Endpoint(service=service, host=host, port=port, **fields)  # type: ignore[arg-type]
+    return schema.Endpoint(service=service, address=host, port=port, **fields)  # type: ignore[arg-type]
 
 
 ENDPOINTS = [
@@ -43,7 +43,7 @@ ENDPOINTS = [
     endpoint("web", "fd00::7", port_name="http", container_id="d" * 12),
     endpoint("db", "10.5.3.4", 5432, priority=1, weight=5),
 ] + [endpoint("many", f"10.6.0.{n + 1}") for n in range(MANY)]
-NODES = [schema.Node(node="host1", host="192.168.50.11", subnet="10.5.1.0/24")]
+NODES = [schema.Node(node="host1", address="192.168.50.11", subnet="10.5.1.0/24")]
 
 
 async def write_records(settings: Settings, endpoints: list[schema.Endpoint]) -> None:

@@ -209,7 +209,7 @@ async def test_host_address_mode_registers_published_ports(
     async with EtcdStore(settings) as store:
         found = await store.get(node_key(settings.prefix, settings.domain, "host1"))
     assert found is not None and found.lease != 0
-    assert decode_node(found.value).host == "10.99.0.11"
+    assert decode_node(found.value).address == "10.99.0.11"
 
 
 async def test_stop_kill_pause_unpause_and_health(
@@ -274,7 +274,7 @@ async def test_stop_kill_pause_unpause_and_health(
         what="p renamed, h restarted and healthy again",
     )
     (h_address,) = addresses_of(client, checked)
-    assert next(r.endpoint.host for r in records if r.endpoint.service == "h") == h_address
+    assert next(r.endpoint.address for r in records if r.endpoint.service == "h") == h_address
 
 
 async def test_reconcile_at_start_after_a_crash(
@@ -439,7 +439,9 @@ async def test_records_the_agent_did_not_write_survive_its_resyncs(
         check=True, env=env, cwd=REPO, capture_output=True,
     )  # fmt: skip
     twin_lease = int(etcdctl(etcd_server.endpoints, "lease", "grant", "60").split()[1], 16)
-    twin = Endpoint(service="twin", host="10.5.9.10", port=80, node="host1", container_id="f" * 64)
+    twin = Endpoint(
+        service="twin", address="10.5.9.10", port=80, node="host1", container_id="f" * 64
+    )
     twin_key = endpoint_key(settings.prefix, settings.domain, "twin", twin.endpoint_id)
     etcdctl(
         etcd_server.endpoints, "put", "--lease", f"{twin_lease:x}", twin_key,

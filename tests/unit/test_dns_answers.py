@@ -31,7 +31,7 @@ ZONE = Zone(DOMAIN, ttl_s=5, ns_addresses=("127.0.0.53",))
 
 def endpoint(service: str, host: str, port: int = 80, **fields) -> schema.Endpoint:
     return schema.Endpoint(
-        service=service, host=host, port=port, registered_at="2026-01-01T00:00:00Z", **fields
+        service=service, address=host, port=port, registered_at="2026-01-01T00:00:00Z", **fields
     )
 
 
@@ -46,8 +46,8 @@ ENDPOINTS = [
     endpoint("sick", "10.5.3.8", 80, health="starting"),
 ]
 NODES = [
-    schema.Node(node="host1", host="192.168.50.11", registered_at="2026-01-01T00:00:00Z"),
-    schema.Node(node="host6", host="fd50::12", registered_at="2026-01-01T00:00:00Z"),
+    schema.Node(node="host1", address="192.168.50.11", registered_at="2026-01-01T00:00:00Z"),
+    schema.Node(node="host6", address="fd50::12", registered_at="2026-01-01T00:00:00Z"),
 ]
 WEB_A = ENDPOINTS[0].endpoint_id  # aaaaaaaaaaaa-10-5-1-7-80tcp
 WEB_B = ENDPOINTS[1].endpoint_id

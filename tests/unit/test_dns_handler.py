@@ -58,7 +58,7 @@ def addresses(reply: DNSRecord) -> list[str]:
 
 def add_endpoints(catalog: Catalog, service: str, count: int, revision: int = 100) -> None:
     for n in range(count):
-        item = schema.Endpoint(service=service, host=f"10.9.{n // 250}.{n % 250 + 1}", port=80)
+        item = schema.Endpoint(service=service, address=f"10.9.{n // 250}.{n % 250 + 1}", port=80)
         key = schema.endpoint_key(PREFIX, DOMAIN, service, item.endpoint_id)
         catalog.apply(Change(key, schema.encode_endpoint(item), revision + n))
 

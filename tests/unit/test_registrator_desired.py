@@ -102,7 +102,7 @@ def inspect_data(
 def summary(inspect: dict[str, Any], **kwargs: Any) -> list[tuple[str, str, int, str, str]]:
     desired = desired_registrations(inspect, "host1", registered_at=NOW, **kwargs)
     assert not desired.refused, desired.refused
-    return [(e.service, e.host, e.port, e.protocol, e.port_name) for e in desired.endpoints]
+    return [(e.service, e.address, e.port, e.protocol, e.port_name) for e in desired.endpoints]
 
 
 def test_one_port_one_network() -> None:

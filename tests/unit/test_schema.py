@@ -13,7 +13,7 @@ PREFIX, DOMAIN = "/skydns", "lab"
 def make_endpoint(**overrides):
     values = dict(
         service="web",
-        host="10.5.1.7",
+        address="10.5.1.7",
         port=80,
         port_name="http",
         node="host1",
@@ -39,8 +39,8 @@ def test_encoded_endpoint_leads_with_the_fields_coredns_reads():
 
 
 def test_ipv6_endpoint_round_trips():
-    endpoint = make_endpoint(host="fd00::7")
-    assert schema.decode_endpoint(schema.encode_endpoint(endpoint)).host == "fd00::7"
+    endpoint = make_endpoint(address="fd00::7")
+    assert schema.decode_endpoint(schema.encode_endpoint(endpoint)).address == "fd00::7"
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ def test_bad_endpoint_values_are_rejected_with_the_reason(raw, reason):
 
 def test_unknown_fields_are_ignored_so_other_writers_can_add_theirs():
     raw = b'{"service": "web", "host": "10.0.0.1", "text": "from coredns", "group": "g"}'
-    assert schema.decode_endpoint(raw).host == "10.0.0.1"
+    assert schema.decode_endpoint(raw).address == "10.0.0.1"
 
 
 def test_keys_follow_the_skydns_layout_and_parse_back():
@@ -128,16 +128,16 @@ def test_names_that_cannot_be_labels_are_refused(name, reason):
 
 
 def test_endpoint_ids_are_stable_labels_even_for_ipv6():
-    endpoint = make_endpoint(host="fd00:abcd::1234", port=8080, protocol="udp")
+    endpoint = make_endpoint(address="fd00:abcd::1234", port=8080, protocol="udp")
     assert endpoint.endpoint_id == "3f2a9c1b2d4e-fd00-abcd--1234-8080udp"
     assert schema.is_dns_label(endpoint.endpoint_id)
     assert make_endpoint(container_id="", port=0).endpoint_id == "manual-10-5-1-7-ip"
 
 
 def test_node_round_trips_and_checks_its_fields():
-    node = schema.Node(node="host1", host="192.168.100.11", subnet="10.5.1.0/24")
+    node = schema.Node(node="host1", address="192.168.100.11", subnet="10.5.1.0/24")
     assert schema.decode_node(schema.encode_node(node)) == node
     with pytest.raises(SchemaError, match="subnet"):
-        schema.Node(node="host1", host="192.168.100.11", subnet="10.5.1.0/99")
+        schema.Node(node="host1", address="192.168.100.11", subnet="10.5.1.0/99")
     with pytest.raises(SchemaError, match="no string 'host'"):
         schema.decode_node(b'{"node": "host1"}')

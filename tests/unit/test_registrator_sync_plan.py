@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from agent.registrator.events import classify_event
-from agent.registrator.reconcile import (
+from agent.registrator.sync_plan import (
     Held,
     carry_registered_at,
     container_changes,
@@ -25,7 +25,7 @@ T2 = "2026-11-23T10:05:00.000Z"
 def endpoint(address: str = "10.5.1.2", port: int = 80, **fields: object) -> Endpoint:
     values: dict = {
         "service": "web",
-        "host": address,
+        "address": address,
         "port": port,
         "node": "host1",
         "container_id": "c" * 64,

@@ -58,8 +58,8 @@ from agent.network.files import (
 )
 from agent.network.firewall import Firewall
 from agent.network.iptables_rules import chains_for
+from agent.network.kernel_sync import KernelSync
 from agent.network.netlink import VXLAN_OVERHEAD_BYTES, Netlink, Underlay, VxlanSpec
-from agent.network.reconciler import Reconciler
 from agent.network.subnet_env import SubnetEnv, render_docker_options, render_subnet_env
 from agent.network.subnets import random_vtep_mac
 from discovery import flannel
@@ -116,7 +116,7 @@ class NetworkAgent:
         self.keeper: LeaseKeeper | None = None
         self.vtep_mac: str | None = None
         self.device_name: str | None = None
-        self.reconciler: Reconciler | None = None
+        self.kernel: KernelSync | None = None
         self.firewall_set = False
         # lease key -> lease, as last seen in etcd (other hosts' and our own),
         # before screening against the config
@@ -229,7 +229,7 @@ class NetworkAgent:
         assert self.own is not None and self.config is not None
         save_remembered(self.options.state_dir, Remembered(self.own.subnet, self.vtep_mac))
         ifindex = await self._ensure_device()
-        self.reconciler = Reconciler(self.netlink, ifindex, self.config.network)
+        self.kernel = KernelSync(self.netlink, ifindex, self.config.network)
         await self._ensure_firewall()
         env = SubnetEnv(self.config.network, self.own.subnet, self.mtu, self.options.ip_masq)
         write_atomically(self.options.subnet_file, render_subnet_env(env))
@@ -257,9 +257,9 @@ class NetworkAgent:
         )
         ifindex = await self.netlink.ensure_vxlan(spec)
         await self.netlink.ensure_address(ifindex, self.own.subnet.network_address)
-        if self.reconciler is not None and self.reconciler.ifindex != ifindex:
+        if self.kernel is not None and self.kernel.ifindex != ifindex:
             log.warning("%s was recreated (ifindex %d)", self.device_name, ifindex)
-            self.reconciler.ifindex = ifindex
+            self.kernel.ifindex = ifindex
         return ifindex
 
     async def _ensure_firewall(self) -> None:
@@ -440,7 +440,7 @@ class NetworkAgent:
             if periodic:
                 next_full_at = loop.time() + interval_s
             self.dirty.clear()
-            if not self.have_snapshot or self.reconciler is None:
+            if not self.have_snapshot or self.kernel is None:
                 continue
             valid = self.screened()
             scope = None
@@ -454,7 +454,7 @@ class NetworkAgent:
                 if periodic:
                     await self._ensure_device()
                     await self._ensure_firewall()
-                steps = await self.reconciler.reconcile(self.desired(valid), scope)
+                steps = await self.kernel.reconcile(self.desired(valid), scope)
                 if periodic and steps:
                     log.warning("periodic check repaired %d entries", len(steps))
             except NetworkError as error:

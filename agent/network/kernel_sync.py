@@ -33,7 +33,7 @@ from agent.network.netlink import Netlink
 log = logging.getLogger(__name__)
 
 
-class Reconciler:
+class KernelSync:
     def __init__(self, netlink: Netlink, ifindex: int, network: ipaddress.IPv4Network) -> None:
         self.netlink = netlink
         self.ifindex = ifindex  # updated by the owner if the device is recreated
