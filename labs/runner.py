@@ -519,7 +519,8 @@ class Lab:
         if host_state.stopped_containers:
             # What ran when the host stopped runs again, as a learner expects of
             # `lab restart` (Docker alone would restart only --restart ones).
-            self.say(f"-- {name}: starting its {len(host_state.stopped_containers)} containers")
+            count = len(host_state.stopped_containers)
+            self.say(f"-- {name}: starting its {count} container{'s' if count != 1 else ''}")
             start_containers(host_state.docker_url, host_state.stopped_containers)
             host_state.stopped_containers = []
         for role in ("agent-services", "dns"):
