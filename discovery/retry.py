@@ -51,7 +51,7 @@ class Backoff:
         self.maximum_s = maximum
         self.factor = factor
         self.jitter = jitter
-        self._rng = rng if rng is not None else random.Random()
+        self._rng = rng  # None: the random module's own generator
         self._sleep = sleep
         self._next_s = initial_s
 
@@ -59,7 +59,9 @@ class Backoff:
         """The pause to take now; the one after it grows (up to the maximum)."""
         delay = self._next_s
         self._next_s = min(self._next_s * self.factor, self.maximum_s)
-        return self._rng.uniform(0, delay) if self.jitter else delay
+        if not self.jitter:
+            return delay
+        return (self._rng or random).uniform(0, delay)
 
     async def wait(self) -> float:
         """Sleep the next pause; returns how long that was."""
