@@ -9,16 +9,17 @@ import sys
 import time
 from pathlib import Path
 
-from labs.supervisor import RESTART_MAX_S, RESTART_MIN_S, STEADY_S, next_delay
+from discovery.retry import Backoff
+from labs.supervisor import RESTART_MAX_S, RESTART_MIN_S, STEADY_S, restart_pause
 
 
 def test_the_pause_doubles_up_to_a_cap_and_resets_after_a_steady_run():
-    delays = [RESTART_MIN_S]
-    for _ in range(8):
-        delays.append(next_delay(delays[-1], ran_s=1))
+    restarts = Backoff(RESTART_MIN_S, RESTART_MAX_S)
+    delays = [restart_pause(restarts, ran_s=1) for _ in range(9)]
     assert delays[:3] == [RESTART_MIN_S, 2 * RESTART_MIN_S, 4 * RESTART_MIN_S]
-    assert max(delays) == RESTART_MAX_S
-    assert next_delay(RESTART_MAX_S, ran_s=STEADY_S) == RESTART_MIN_S
+    assert max(delays) == delays[-1] == RESTART_MAX_S
+    assert restart_pause(restarts, ran_s=STEADY_S) == RESTART_MIN_S
+    assert restart_pause(restarts, ran_s=1) == 2 * RESTART_MIN_S
 
 
 def _wait_for(condition, timeout_s=10.0):
