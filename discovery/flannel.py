@@ -290,3 +290,35 @@ def parse_subnet_env(text: str) -> dict[str, str]:
         if sep and key and not key.startswith("#"):
             values[key.strip()] = value.strip()
     return values
+
+
+@dataclass(frozen=True)
+class DockerOptions:
+    """What a host's dockerd takes from its subnet.env, as flannel's mk-docker-opts.sh
+    derives it: ``bip``, the bridge's address (the subnet's first address, with the
+    subnet's length; also where the lab's DNS server listens), the overlay's ``mtu``,
+    and ``ip_masq``, whether Docker should masquerade (not when flannel does)."""
+
+    bip: ipaddress.IPv4Interface
+    mtu: int
+    ip_masq: bool
+
+    def daemon_json(self) -> dict[str, Any]:
+        """daemon.json keys: bip, mtu and, when flannel masquerades, ip-masq false."""
+        options: dict[str, Any] = {"bip": str(self.bip), "mtu": self.mtu}
+        if not self.ip_masq:
+            options["ip-masq"] = False
+        return options
+
+
+def docker_options(subnet_env: Mapping[str, str]) -> DockerOptions:
+    """subnet.env's values (``parse_subnet_env``) -> Docker's options. SchemaError
+    when FLANNEL_SUBNET or FLANNEL_MTU is missing or not valid."""
+    try:
+        bip = ipaddress.IPv4Interface(subnet_env["FLANNEL_SUBNET"])
+        mtu = int(subnet_env["FLANNEL_MTU"])
+    except (KeyError, ValueError) as error:
+        raise SchemaError(
+            f"subnet.env lacks a valid FLANNEL_SUBNET/FLANNEL_MTU: {error}"
+        ) from error
+    return DockerOptions(bip, mtu, ip_masq=subnet_env.get("FLANNEL_IPMASQ") != "true")

@@ -32,6 +32,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from discovery.errors import DiscoveryError, EtcdUnavailable, LeaseLost
+from discovery.retry import Backoff
 from discovery.store import EtcdStore
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,9 @@ class LeaseKeeper:
 
     async def run(self) -> None:
         """Keep a lease until cancelled. Never returns and never raises otherwise."""
-        delay_s = RETRY_MIN_S
+        # Never slower than the refresh: a lease waiting on its callback must
+        # still be kept alive.
+        backoff = Backoff(RETRY_MIN_S, min(RETRY_MAX_S, self.refresh_interval_s))
         while True:
             try:
                 await self._step()
@@ -82,22 +85,19 @@ class LeaseKeeper:
                 log.error("%s: LOST etcd lease: %s; granting a new one", self.name, error)
                 self.lease_id = self._pending = None
                 self.ready.clear()
-                delay_s = RETRY_MIN_S
+                backoff.reset()
                 continue
             except DiscoveryError as error:
                 # EtcdUnavailable, or the owner's callback failing for its own
                 # reasons: either way keep what we have and try again.
                 self._report_trouble(error)
-                await asyncio.sleep(delay_s)
-                # Never slower than the refresh: a lease waiting on its callback
-                # must still be kept alive.
-                delay_s = min(delay_s * 2, RETRY_MAX_S, self.refresh_interval_s)
+                await backoff.wait()
                 continue
             self._last_failure = None
             if self._etcd_lost:
                 self._etcd_lost = False
                 log.warning("%s: etcd reachable again; lease %x held", self.name, self.lease_id)
-            delay_s = RETRY_MIN_S
+            backoff.reset()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._rewrite.wait(), self.refresh_interval_s)
 

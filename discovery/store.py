@@ -51,6 +51,7 @@ import aetcd.rpc
 import grpc
 
 from discovery.errors import DiscoveryError, EtcdUnavailable, LeaseLost, RevisionCompacted
+from discovery.retry import Backoff
 from discovery.settings import Settings, parse_endpoint
 
 log = logging.getLogger(__name__)
@@ -289,6 +290,7 @@ class EtcdStore:
         failures: list[str] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.request_timeout_s
+        pause = Backoff(CALL_RETRY_PAUSE_S)  # constant: the budget, not the pause, bounds it
         attempt = 0
         while True:
             client = await self._connected_client()
@@ -312,7 +314,7 @@ class EtcdStore:
             if attempt >= len(self.endpoints) and loop.time() >= deadline:
                 break
             if attempt % len(self.endpoints) == 0:
-                await asyncio.sleep(CALL_RETRY_PAUSE_S)
+                await pause.wait()
         tried = list(dict.fromkeys(failures[-len(self.endpoints) :]))
         raise EtcdUnavailable(f"etcd unreachable for {what}; tried {', '.join(tried)}")
 
@@ -426,7 +428,7 @@ class EtcdStore:
         """
         revision: int | None = None  # the last revision we have handed out
         lost = False
-        delay = WATCH_RETRY_MIN_S
+        backoff = Backoff(WATCH_RETRY_MIN_S, WATCH_RETRY_MAX_S)
         position = self._current
         client: _Client | None = None
         try:
@@ -449,7 +451,7 @@ class EtcdStore:
                     if lost:
                         lost = False
                         yield Resumed(revision)
-                    delay = WATCH_RETRY_MIN_S
+                    backoff.reset()
                     try:
                         async for event in watch:
                             change = _change(event)
@@ -478,8 +480,7 @@ class EtcdStore:
                     await _close_client(client)
                     client = None
                 position = (position + 1) % len(self.endpoints)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, WATCH_RETRY_MAX_S)
+                await backoff.wait()
         finally:
             if client is not None:
                 await _close_client(client)

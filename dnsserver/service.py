@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from discovery.catalog import Catalog, CatalogChange, follow_catalog
+from discovery.retry import Backoff
 from discovery.settings import Settings
 from discovery.store import ConnectionLost, EtcdStore, WatchItem
 from dnsserver.answers import Zone
@@ -39,6 +40,7 @@ from dnsserver.server import MAX_TCP_CONNECTIONS, TCP_IDLE_TIMEOUT_S, DnsServer
 from dnsserver.view import IndexedCatalog
 
 log = logging.getLogger(__name__)
+FEED_RETRY_MIN_S = 0.1
 FEED_RETRY_MAX_S = 5.0
 
 
@@ -154,7 +156,7 @@ class DnsService:
 
     async def _run_feed(self, store: EtcdStore) -> None:
         """follow_catalog, restarted (with capped backoff) should it ever fail."""
-        delay = 0.1
+        backoff = Backoff(FEED_RETRY_MIN_S, FEED_RETRY_MAX_S)
         while True:
             try:
                 items = self._counted(store.follow_prefix(self.catalog.root))
@@ -164,8 +166,7 @@ class DnsService:
             except Exception:
                 log.exception("dns: catalog feed failed; answering from the last known catalog")
                 self.catalog.apply(ConnectionLost("catalog feed failed"))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, FEED_RETRY_MAX_S)
+                await backoff.wait()
 
     async def _counted(self, items: AsyncIterator[WatchItem]) -> AsyncIterator[WatchItem]:
         async for item in items:

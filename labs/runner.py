@@ -438,13 +438,14 @@ class Lab:
         save_state(state)
 
     def _read_lease(self, host_state: HostState, subnet_file: Path) -> None:
-        env = provision.parse_subnet_env(subnet_file.read_text())
-        if host_state.subnet and host_state.subnet != env["FLANNEL_SUBNET"]:
-            self.say(f"   {host_state.name} now holds {env['FLANNEL_SUBNET']}, "
+        # Docker's options from the lease, as the Vagrant lab's daemon.json has them.
+        options = flannel.docker_options(provision.parse_subnet_env(subnet_file.read_text()))
+        if host_state.subnet and host_state.subnet != str(options.bip):
+            self.say(f"   {host_state.name} now holds {options.bip}, "
                      f"not {host_state.subnet}: its old subnet was taken")  # fmt: skip
-        host_state.subnet = env["FLANNEL_SUBNET"]
-        host_state.mtu = int(env["FLANNEL_MTU"])
-        host_state.dns_ip = host_state.subnet.split("/")[0]
+        host_state.subnet = str(options.bip)
+        host_state.mtu = options.mtu
+        host_state.dns_ip = str(options.bip.ip)
 
     def _daemon(self, host: HostPlan, host_state: HostState) -> DockerDaemon:
         """The host's dockerd, configured from its lease (as the Vagrant lab's unit is)."""

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from discovery.retry import Backoff
+
 RESTART_MIN_S = 0.5
 RESTART_MAX_S = 15.0
 STEADY_S = 60.0
@@ -46,11 +48,11 @@ def describe_exit(returncode: int) -> str:
     return f"exited with status {returncode}"
 
 
-def next_delay(previous_s: float, ran_s: float) -> float:
+def restart_pause(backoff: Backoff, ran_s: float) -> float:
     """The pause before the next start: doubling, capped, reset after a steady run."""
     if ran_s >= STEADY_S:
-        return RESTART_MIN_S
-    return min(max(previous_s * 2, RESTART_MIN_S), RESTART_MAX_S)
+        backoff.reset()
+    return backoff.next_delay()
 
 
 def _unblock_in_child() -> None:
@@ -79,7 +81,7 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
 
 def supervise(name: str, command: list[str], pid_file: Path | None) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
-    delay_s = 0.0
+    restarts = Backoff(RESTART_MIN_S, RESTART_MAX_S)
     while True:
         started = time.monotonic()
         try:
@@ -106,7 +108,7 @@ def supervise(name: str, command: list[str], pid_file: Path | None) -> int:
         else:
             how = "did not start"
         ran_s = time.monotonic() - started
-        delay_s = next_delay(delay_s, ran_s)
+        delay_s = restart_pause(restarts, ran_s)
         _say(name, f"{how} after {ran_s:.1f} s; starting it again in {delay_s:.1f} s")
         if _wait_for_stop(delay_s):
             _say(name, "stopped on request while waiting to start it again")

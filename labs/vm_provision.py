@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from discovery.flannel import parse_subnet_env
+from discovery.errors import SchemaError
+from discovery.flannel import DockerOptions, docker_options, parse_subnet_env
 from labs import vagrant_lab
 from labs.plan import DNS_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT
 
@@ -145,28 +146,24 @@ def docker_daemon_config(subnet_env: Mapping[str, str], domain: str = "lab") -> 
     passes as flags (``--bip``, ``--mtu``, ``--dns`` at the host's DNS server on the
     bridge address, ``--dns-search service.<domain>``, ``--ip-masq=false`` when the
     agent masquerades)."""
-    try:
-        bip = ipaddress.IPv4Interface(subnet_env["FLANNEL_SUBNET"])
-        mtu = int(subnet_env["FLANNEL_MTU"])
-    except (KeyError, ValueError) as error:
-        raise ProvisionError(
-            f"subnet.env lacks a valid FLANNEL_SUBNET/FLANNEL_MTU: {error}"
-        ) from error
-    config: dict[str, Any] = {
-        "bip": str(bip),
-        "mtu": mtu,
-        "dns": [str(bip.ip)],
+    options = _docker_options(subnet_env)
+    return {
+        **options.daemon_json(),
+        "dns": [str(options.bip.ip)],
         "dns-search": [f"service.{domain}"],
     }
-    if subnet_env.get("FLANNEL_IPMASQ") == "true":
-        config["ip-masq"] = False
-    return config
+
+
+def _docker_options(subnet_env: Mapping[str, str]) -> DockerOptions:
+    try:
+        return docker_options(subnet_env)
+    except SchemaError as error:
+        raise ProvisionError(str(error)) from error
 
 
 def render_host_env(subnet_env: Mapping[str, str]) -> str:
     """Environment for the DNS unit: where it listens (the bridge address, port 53)."""
-    bip = docker_daemon_config(subnet_env)["bip"]
-    return f"LAB_DNS_LISTEN={ipaddress.IPv4Interface(bip).ip}:{DNS_PORT}\n"
+    return f"LAB_DNS_LISTEN={_docker_options(subnet_env).bip.ip}:{DNS_PORT}\n"
 
 
 def render_docker_config(subnet_env: Mapping[str, str], domain: str = "lab") -> str:

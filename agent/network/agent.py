@@ -66,6 +66,7 @@ from discovery import flannel
 from discovery.errors import DiscoveryError, LeaseLost
 from discovery.flannel import NetworkConfig, SubnetLease
 from discovery.lease_keeper import LeaseKeeper
+from discovery.retry import Backoff
 from discovery.settings import Settings
 from discovery.store import Change, ConnectionLost, EtcdStore, Resumed, Snapshot
 from discovery.tasks import run_until_one_ends
@@ -205,7 +206,7 @@ class NetworkAgent:
         that one error: nothing can come of waiting, and nothing is set up yet.
         """
         assert self.allocator and self.config and self.vtep_mac
-        delay_s, waiting = RETRY_MIN_S, False
+        backoff, waiting = Backoff(RETRY_MIN_S, RETRY_MAX_S), False
         while True:
             try:
                 if self.lease_id is None:
@@ -221,8 +222,7 @@ class NetworkAgent:
                 if not waiting:
                     log.warning("cannot claim a subnet yet: %s; retrying until etcd answers", error)
                     waiting = True
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, RETRY_MAX_S)
+                await backoff.wait()
 
     async def _apply_own_lease(self) -> None:
         """Device, address, rules, files: everything that follows from our lease."""

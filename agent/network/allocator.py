@@ -26,6 +26,7 @@ from agent.network.subnets import choose_subnet, stale_own_leases
 from discovery import flannel
 from discovery.errors import DiscoveryError, SchemaError
 from discovery.flannel import NetworkConfig, SubnetLease
+from discovery.retry import Backoff
 from discovery.store import EtcdStore, KeyValue
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class SubnetAllocator:
         Raises SubnetExhausted (no free subnet) or SubnetContention (free ones
         exist, but other hosts won every attempt).
         """
+        pause = Backoff(CLAIM_RETRY_MAX_S, jitter=True, rng=self.rng)
         for attempt in range(1, self.max_attempts + 1):
             leases, _ = await self.list_leases()
             plain = {subnet: lease for subnet, (lease, _) in leases.items()}
@@ -138,7 +140,7 @@ class SubnetAllocator:
             log.debug("lost the race for %s (attempt %d); choosing again", key, attempt)
             if choice.reason == "remembered":
                 remembered = None  # someone else has it now
-            await asyncio.sleep(self.rng.uniform(0, CLAIM_RETRY_MAX_S))
+            await pause.wait()
         raise SubnetContention(
             f"could not claim a subnet in {self.max_attempts} attempts: other hosts took "
             "every one chosen; try again"

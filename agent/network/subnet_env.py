@@ -13,6 +13,8 @@ and, when flannel masquerades, ``--ip-masq=false`` so Docker does not as well.
 Two formats of those options are offered: an environment file in
 mk-docker-opts's own format (for a systemd unit's ``EnvironmentFile=`` and
 ``dockerd $DOCKER_OPTS``) and a ``daemon.json`` (for ``dockerd --config-file``).
+Both come from the subnet.env values through ``discovery.flannel.docker_options``,
+as the lab's own Docker options do.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass
+
+from discovery import flannel
 
 
 @dataclass(frozen=True)
@@ -35,13 +39,18 @@ def bip(subnet: ipaddress.IPv4Network) -> str:
     return f"{subnet.network_address + 1}/{subnet.prefixlen}"
 
 
+def subnet_env_values(env: SubnetEnv) -> dict[str, str]:
+    """subnet.env's KEY=value pairs, in flannel's order."""
+    return {
+        "FLANNEL_NETWORK": str(env.network),
+        "FLANNEL_SUBNET": bip(env.subnet),
+        "FLANNEL_MTU": str(env.mtu),
+        "FLANNEL_IPMASQ": "true" if env.ip_masq else "false",
+    }
+
+
 def render_subnet_env(env: SubnetEnv) -> str:
-    return (
-        f"FLANNEL_NETWORK={env.network}\n"
-        f"FLANNEL_SUBNET={bip(env.subnet)}\n"
-        f"FLANNEL_MTU={env.mtu}\n"
-        f"FLANNEL_IPMASQ={'true' if env.ip_masq else 'false'}\n"
-    )
+    return "".join(f"{key}={value}\n" for key, value in subnet_env_values(env).items())
 
 
 def subnet_from_env(values: dict[str, str]) -> ipaddress.IPv4Network | None:
@@ -58,20 +67,18 @@ def subnet_from_env(values: dict[str, str]) -> ipaddress.IPv4Network | None:
 
 def docker_options(env: SubnetEnv) -> dict[str, object]:
     """daemon.json keys: bip, mtu and, when we masquerade, ip-masq false."""
-    options: dict[str, object] = {"bip": bip(env.subnet), "mtu": env.mtu}
-    if env.ip_masq:
-        options["ip-masq"] = False
-    return options
+    return flannel.docker_options(subnet_env_values(env)).daemon_json()
 
 
 def render_docker_env(env: SubnetEnv) -> str:
     """mk-docker-opts.sh's output format."""
-    ip_masq = "false" if env.ip_masq else "true"
-    flags = f"--bip={bip(env.subnet)} --ip-masq={ip_masq} --mtu={env.mtu}"
+    options = flannel.docker_options(subnet_env_values(env))
+    ip_masq = "true" if options.ip_masq else "false"
+    flags = f"--bip={options.bip} --ip-masq={ip_masq} --mtu={options.mtu}"
     return (
-        f'DOCKER_OPT_BIP="--bip={bip(env.subnet)}"\n'
+        f'DOCKER_OPT_BIP="--bip={options.bip}"\n'
         f'DOCKER_OPT_IPMASQ="--ip-masq={ip_masq}"\n'
-        f'DOCKER_OPT_MTU="--mtu={env.mtu}"\n'
+        f'DOCKER_OPT_MTU="--mtu={options.mtu}"\n'
         f'DOCKER_NETWORK_OPTIONS=" {flags}"\n'
         f'DOCKER_OPTS=" {flags}"\n'
     )

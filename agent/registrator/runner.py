@@ -26,6 +26,7 @@ from agent.registrator.docker_source import DockerSource, DockerUnavailable, Eve
 from agent.registrator.events import classify_event
 from agent.registrator.sync_plan import RecordChange
 from agent.registrator.writer import RecordWriter
+from discovery.retry import Backoff
 from discovery.schema import utc_now_text
 from discovery.settings import Settings
 
@@ -152,7 +153,7 @@ class Registrator:
     async def follow_docker(self) -> None:
         """List, then follow events; after any break, list again. Until cancelled."""
         since_nano: int | None = None
-        delay = RECONNECT_MIN_S
+        backoff = Backoff(RECONNECT_MIN_S, RECONNECT_MAX_S)
         outage = False
         while True:
             stream: EventStream | None = None
@@ -163,7 +164,7 @@ class Registrator:
                 if outage:
                     log.info("Docker reachable again", extra={"fields": {"url": self.docker.url}})
                 outage = False
-                delay = RECONNECT_MIN_S
+                backoff.reset()
                 self.writer.docker_listed.set()
                 while True:
                     event = classify_event(await stream.next())
@@ -180,8 +181,7 @@ class Registrator:
                         extra={"fields": {"url": self.docker.url, "error": str(error)}},
                     )
                 outage = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RECONNECT_MAX_S)
+                await backoff.wait()
             finally:
                 if stream is not None:
                     stream.close()

@@ -37,6 +37,7 @@ from agent.registrator.sync_plan import (
     plan_sync,
 )
 from discovery.errors import DiscoveryError
+from discovery.retry import Backoff
 from discovery.schema import (
     Endpoint,
     Node,
@@ -138,7 +139,7 @@ class RecordWriter:
     async def run(self) -> None:
         """Write until cancelled."""
         await self.docker_listed.wait()
-        delay = RETRY_MIN_S
+        backoff = Backoff(RETRY_MIN_S, RETRY_MAX_S)
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -157,7 +158,7 @@ class RecordWriter:
                 if self._failing:
                     log.info("etcd writes work again", extra={"fields": {"node": self.node}})
                 self._failing = False
-                delay = RETRY_MIN_S
+                backoff.reset()
                 if not self._dirty and not self._resync:
                     self.in_sync.set()
             except DiscoveryError as error:
@@ -170,8 +171,7 @@ class RecordWriter:
                         },
                     )
                 self._failing = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+                await backoff.wait()
                 self._wake.set()
 
     async def _resync_all(self, lease_id: int) -> None:

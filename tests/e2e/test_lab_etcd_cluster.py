@@ -7,7 +7,8 @@ import signal
 
 import pytest
 
-from labs.testing.lab_driver import LabDriver, wait_until
+from labs.testing.lab_driver import LabDriver
+from labs.testing.waiting import wait_until
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.netns, pytest.mark.etcd]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from labs.testing.lab_driver import LabDriver, wait_until
+from labs.testing.lab_driver import LabDriver
+from labs.testing.waiting import wait_until
 from tests.prerequisites import require, require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.netns, pytest.mark.etcd]

@@ -26,7 +26,7 @@ import pytest
 
 from labs.exercise import all_exercises
 from labs.state import DEFAULT_STATE_ROOT
-from labs.testing.lab_driver import wait_until
+from labs.testing.waiting import wait_until
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.netns, pytest.mark.etcd]

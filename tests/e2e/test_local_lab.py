@@ -20,7 +20,8 @@ import pytest
 from labs import topology
 from labs.plan import plan_lab
 from labs.runner import child_pid
-from labs.testing.lab_driver import LabDriver, wait_until
+from labs.testing.lab_driver import LabDriver
+from labs.testing.waiting import wait_until
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.netns, pytest.mark.etcd]

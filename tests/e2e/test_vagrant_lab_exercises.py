@@ -33,7 +33,8 @@ import pytest
 from labs import vagrant_lab
 from labs import vm_provision as provision
 from labs.exercise import find_exercise
-from labs.testing.lab_driver import LabDriver, wait_until
+from labs.testing.lab_driver import LabDriver
+from labs.testing.waiting import wait_until
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.netns, pytest.mark.etcd]

@@ -46,7 +46,8 @@ from labs.dockerd import DockerDaemon
 from labs.etcd_server import etcd_binary, etcdctl
 from labs.runner import child_pid, process_condition
 from labs.state import LabState, ProcessRecord
-from labs.testing.lab_driver import LabDriver, wait_until
+from labs.testing.lab_driver import LabDriver
+from labs.testing.waiting import wait_until
 from tests.faults.outcomes import OUTCOMES, Outcome
 from tests.prerequisites import require_binary, require_root
 

@@ -18,7 +18,8 @@ import pytest
 
 from discovery import flannel, schema
 from labs.etcd_server import etcdctl
-from labs.testing.overlay_hosts import OverlayLab, agent_binary, wait_until
+from labs.testing.overlay_hosts import OverlayLab, agent_binary
+from labs.testing.waiting import wait_until
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.etcd, pytest.mark.docker]
@@ -56,11 +57,11 @@ def test_run_starts_both_halves_and_sigterm_stops_both(docker_cleanup, tmp_path)
         )  # fmt: skip
         try:
             # Network half: a lease and subnet.env.
-            wait_until(host.subnet_file.exists, 15)
+            wait_until(host.subnet_file.exists, 15, "subnet.env written")
             assert len(keys(overlay, flannel.subnets_prefix(NETWORK_PREFIX))) == 1
             # Services half: the node record (its address from --public-ip) and a container.
             node_key = schema.node_key(RECORD_PREFIX, "lab", "runhost")
-            wait_until(lambda: node_key in keys(overlay, node_key), 15)
+            wait_until(lambda: node_key in keys(overlay, node_key), 15, "the node record")
             node = schema.decode_node(etcdctl(overlay.endpoints, "get", "--print-value-only",
                                               node_key).strip())  # fmt: skip
             assert node.address == str(host.address)
@@ -69,7 +70,7 @@ def test_run_starts_both_halves_and_sigterm_stops_both(docker_cleanup, tmp_path)
                 labels={"discovery.service": "runsvc"},
             )  # fmt: skip
             service = schema.service_prefix(RECORD_PREFIX, "lab", "runsvc")
-            wait_until(lambda: keys(overlay, service), 10)
+            wait_until(lambda: keys(overlay, service), 10, "the container's records")
 
             agent.send_signal(signal.SIGTERM)
             stopped = time.monotonic()

@@ -3,7 +3,6 @@
 import asyncio
 import logging
 import random
-import time
 
 import pytest
 
@@ -11,15 +10,9 @@ from discovery import schema
 from discovery.catalog import Catalog, follow_catalog
 from discovery.store import EtcdStore
 from labs.etcd_server import etcdctl
+from labs.testing.waiting import eventually
 
 pytestmark = pytest.mark.etcd
-
-
-async def wait_for(condition, timeout_s=10.0):
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 def endpoint(service, n):
@@ -47,7 +40,9 @@ async def test_catalog_stays_correct_through_1000_register_and_deregister(etcd_s
                     )
                     live[key] = item
                     last_revision = await store.put(key, schema.encode_endpoint(item))
-            await wait_for(lambda: catalog.revision >= last_revision)
+            await eventually(
+                lambda: catalog.revision >= last_revision, 10, "the catalog at the last write"
+            )
             await asyncio.sleep(0.2)  # any trailing deletes
             items, _ = await store.get_prefix(catalog.root)
             assert len(catalog) == len(live) == len(items)
@@ -73,16 +68,16 @@ async def test_garbage_written_with_etcdctl_is_skipped_with_a_log_line(
         caplog.set_level(logging.WARNING, logger="discovery.catalog")
         feeder = asyncio.create_task(follow_catalog(catalog, store.follow_prefix(catalog.root)))
         try:
-            await wait_for(lambda: len(catalog) == 1)
+            await eventually(lambda: len(catalog) == 1, 10, "the good record")
             etcdctl(etcd_server.endpoints, "put", bad_key, '{"host": "10.0.0.1", "port": "x"')
-            await wait_for(lambda: bad_key in catalog.skipped)
+            await eventually(lambda: bad_key in catalog.skipped, 10, "the garbage skipped")
             assert "not JSON" in catalog.skipped[bad_key]
             assert catalog.endpoints("web") == [good]
             assert any(bad_key in r.getMessage() for r in caplog.records)
             # Fixing the value makes it count; deleting it clears the complaint.
             fixed = schema.Endpoint(service="web", address="10.0.0.1", port=81)
             etcdctl(etcd_server.endpoints, "put", bad_key, schema.encode_endpoint(fixed).decode())
-            await wait_for(lambda: len(catalog) == 2)
+            await eventually(lambda: len(catalog) == 2, 10, "the fixed record")
             assert bad_key not in catalog.skipped
         finally:
             feeder.cancel()

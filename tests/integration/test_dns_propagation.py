@@ -9,14 +9,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from discovery.settings import Settings
 from labs.etcd_server import free_port
+from labs.testing.waiting import wait_until
 from tests.integration.dns_clients import parse_client_output
 from tests.prerequisites import require_binary
 
@@ -45,13 +45,6 @@ def dig(port: int, *args: str) -> list[str]:
     return [reply.status, *reply.rdata()]
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout_s} s"
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def dns_process(etcd_settings: Settings, tmp_path: Path) -> Iterator[int]:
     require_binary("dig")
@@ -70,7 +63,7 @@ def dns_process(etcd_settings: Settings, tmp_path: Path) -> Iterator[int]:
             assert process.poll() is None, log_path.read_text()
             return dig(port, "lab", "SOA")[0] == "NOERROR"
 
-        wait_for(ready, START_TIMEOUT_S, "discovery-dns answering")
+        wait_until(ready, START_TIMEOUT_S, "discovery-dns answering")
         yield port
     finally:
         process.terminate()
@@ -100,7 +93,7 @@ def test_register_then_deregister_is_answered_then_not(
     assert dig(port, "shop.service.lab") == ["NXDOMAIN"]
     discoveryctl(etcd_settings, "register", "shop", "--address", "10.5.4.2", "--port", "8080")
     discoveryctl(etcd_settings, "register", "shop", "--address", "10.5.4.3", "--port", "8080")
-    wait_for(
+    wait_until(
         lambda: dig(port, "shop.service.lab") == ["NOERROR", "10.5.4.2", "10.5.4.3"],
         5,
         "registered endpoints answered",
@@ -108,10 +101,10 @@ def test_register_then_deregister_is_answered_then_not(
     srv = dig(port, "_shop._tcp.service.lab", "SRV")
     assert srv[0] == "NOERROR" and len(srv) == 3
     discoveryctl(etcd_settings, "deregister", "shop", "--address", "10.5.4.2", "--port", "8080")
-    wait_for(
+    wait_until(
         lambda: dig(port, "shop.service.lab") == ["NOERROR", "10.5.4.3"],
         5,
         "deregistered endpoint gone",
     )
     discoveryctl(etcd_settings, "deregister", "shop", "--address", "10.5.4.3", "--port", "8080")
-    wait_for(lambda: dig(port, "shop.service.lab") == ["NXDOMAIN"], 5, "service gone")
+    wait_until(lambda: dig(port, "shop.service.lab") == ["NXDOMAIN"], 5, "service gone")

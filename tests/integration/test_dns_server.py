@@ -7,7 +7,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -18,6 +18,7 @@ from discovery.settings import Settings
 from discovery.store import EtcdStore
 from dnsserver.service import DnsOptions, DnsService
 from labs.etcd_server import EtcdCluster
+from labs.testing.waiting import eventually
 from tests.fixtures.etcd import settings_for
 from tests.integration.dns_clients import dig, exchange, kdig, run_client
 
@@ -85,21 +86,6 @@ async def lab_dns(etcd_settings: Settings) -> AsyncIterator[DnsService]:
 
 def port_of(service: DnsService) -> int:
     return service.addresses[0][1]
-
-
-async def wait_until(
-    condition: Callable[[], object], timeout_s: float = 10.0, what: str = "condition"
-) -> None:
-    """Poll condition (plain or async) until true, failing after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"{what} not met within {timeout_s} s"
-        await asyncio.sleep(0.02)
 
 
 # ------------------------------------------------------------------ answers
@@ -325,7 +311,7 @@ async def test_bad_packets_over_udp_then_a_good_query(lab_dns: DnsService) -> No
 async def test_an_idle_tcp_client_is_dropped_and_frees_its_slot(lab_dns: DnsService) -> None:
     port = port_of(lab_dns)
     clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]  # the limit
-    await wait_until(lambda: lab_dns.server.tcp_connections == 3, 2, "3 connections")
+    await eventually(lambda: lab_dns.server.tcp_connections == 3, 2, "3 connections")
     reader, writer = await asyncio.open_connection("127.0.0.1", port)  # one too many
     assert await asyncio.wait_for(reader.read(), 2) == b""  # closed at once
     writer.close()
@@ -334,7 +320,7 @@ async def test_an_idle_tcp_client_is_dropped_and_frees_its_slot(lab_dns: DnsServ
         assert await asyncio.wait_for(reader.read(), IDLE_TIMEOUT_S + 2) == b""
         writer.close()
     assert time.monotonic() - started < IDLE_TIMEOUT_S + 1.5
-    await wait_until(lambda: lab_dns.server.tcp_connections == 0, 2, "slots freed")
+    await eventually(lambda: lab_dns.server.tcp_connections == 0, 2, "slots freed")
     reply = await dig(port, "web.service.lab", "+tcp")
     assert len(reply.records()) == 3
 
@@ -402,7 +388,7 @@ async def test_etcd_outage_keeps_answering_then_catches_up(
         port = port_of(service)
         assert (await dig(port, "web.service.lab")).rdata() == ["10.5.1.7", "10.5.2.3"]
         own_etcd.members[0].stop()
-        await wait_until(lambda: not service.catalog.connected, 10, "outage noticed")
+        await eventually(lambda: not service.catalog.connected, 10, "outage noticed")
         figures = await metrics_of(service)
         assert figures["discovery_dns_etcd_unreachable"] == 1
         assert figures["discovery_dns_etcd_outages_total"] == 1
@@ -415,7 +401,7 @@ async def test_etcd_outage_keeps_answering_then_catches_up(
         async def answered() -> bool:
             return "10.5.9.9" in (await dig(port, "web.service.lab")).rdata()
 
-        await wait_until(answered, 15, "catch-up answer")
+        await eventually(answered, 15, "catch-up answer")
         assert service.catalog.connected
     finally:
         await service.close()
@@ -463,4 +449,4 @@ async def test_random_and_mutated_packets_on_the_wire_do_not_stop_the_server(
     assert reply.status == "NOERROR" and len(reply.records()) == 4
     assert lab_dns.stats.handler_errors == 0
     assert lab_dns.stats.queries >= FUZZ_PACKETS
-    await wait_until(lambda: lab_dns.server.tcp_connections == 0, 3, "tcp slots freed")
+    await eventually(lambda: lab_dns.server.tcp_connections == 0, 3, "tcp slots freed")

@@ -9,37 +9,22 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import docker
 import pytest
 
 from labs.dockerd import DockerDaemon, DockerDaemonError, mounts_under
 from labs.image_build import copy_images, project_version
+from labs.testing.waiting import wait_until
 from tests.fixtures.docker import DOCKER_HOST_BIP, DockerHost
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 
-T = TypeVar("T")
-
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def wait_for(
-    condition: Callable[[], T | None], timeout_s: float = 10.0, what: str = "condition"
-) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -82,7 +67,7 @@ def test_container_from_lab_base_image(docker_cleanup: DockerHost) -> None:
     # The container printed its own hostname, which docker sets to the short id.
     hostname = attrs["Config"]["Hostname"]
     assert container.id.startswith(hostname)
-    wait_for(lambda: hostname.encode() in container.logs(), what="the hostname in the logs")
+    wait_until(lambda: hostname.encode() in container.logs(), 10, "the hostname in the logs")
 
     code, out = container.exec_run(["busybox", "--list"])
     assert code == 0
@@ -127,7 +112,7 @@ def test_web_image_serves_a_page_naming_its_host(docker_cleanup: DockerHost) -> 
         code, out = probe.exec_run(["timeout", "2", "wget", "-qO-", f"http://{web_ip}/"])
         return out.decode() if code == 0 else None
 
-    page = wait_for(fetch, what=f"httpd on {web_ip}:80")
+    page = wait_until(fetch, 10, f"httpd on {web_ip}:80")
     assert "hostname: web-1" in page
     assert "lab host: lab-host-a" in page
     assert "<title>web-1</title>" in page
@@ -243,7 +228,7 @@ def test_remove_after_a_crash_leaves_nothing(
     # A crash: dockerd gets no chance to stop its container or unmount anything.
     assert spare_daemon.pid is not None
     os.kill(spare_daemon.pid, signal.SIGKILL)
-    wait_for(lambda: not spare_daemon.running, what="dockerd to die")
+    wait_until(lambda: not spare_daemon.running, 10, "dockerd to die")
     assert Path(f"/proc/{container_pid}").exists(), "the container outlives a killed dockerd"
 
     spare_daemon.remove()

@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-import time
 
 import pytest
 
@@ -10,19 +9,10 @@ from discovery.errors import DiscoveryError
 from discovery.lease_keeper import LeaseKeeper
 from discovery.store import EtcdStore
 from labs.etcd_server import etcdctl
+from labs.testing.waiting import eventually
 from tests.fixtures.etcd import settings_for
 
 pytestmark = pytest.mark.etcd
-
-
-async def eventually(check, timeout_s=10.0):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_outage_shorter_than_ttl_keeps_the_lease_and_a_revoked_lease_is_replaced(own_etcd):
@@ -50,7 +40,7 @@ async def test_outage_shorter_than_ttl_keeps_the_lease_and_a_revoked_lease_is_re
             # Someone revokes the lease: the record goes, and comes back under a new one.
             etcdctl(own_etcd.endpoints, "lease", "revoke", f"{first:x}")
             record = await eventually(
-                lambda: _record_with_new_lease(observer, key, first), timeout_s=5
+                lambda: _record_with_new_lease(observer, key, first), 5, "the record re-leased"
             )
             assert record.value == b"wanted"
             assert leases_seen == [first, record.lease]
@@ -81,7 +71,7 @@ async def test_lease_is_published_only_after_its_callback_succeeded_and_a_failed
         keeper = LeaseKeeper(store, ttl_s=2, on_new_lease=flaky_write, name="test")
         task = asyncio.create_task(keeper.run())
         try:
-            await eventually(_async(lambda: len(calls) >= 3), timeout_s=10)
+            await eventually(lambda: len(calls) >= 3, 10, "three tries of the callback")
             # Retried under the same lease, kept alive meanwhile (3 tries > 1 TTL
             # would have lost a lease nobody refreshed), never published.
             assert len(set(calls)) == 1
@@ -112,10 +102,10 @@ async def test_etcd_gone_longer_than_the_ttl_is_survived_and_logged_once_each_wa
             await asyncio.wait_for(keeper.ready.wait(), 5)
             first = keeper.lease_id
             own_etcd.members[0].stop()
-            await eventually(_async(lambda: "lost etcd" in caplog.text), timeout_s=10)
+            await eventually(lambda: "lost etcd" in caplog.text, 10, "the outage logged")
             await asyncio.sleep(3)  # past the TTL, with the keeper retrying all along
             own_etcd.members[0].start()
-            await eventually(_async(lambda: "etcd reachable again" in caplog.text), 15)
+            await eventually(lambda: "etcd reachable again" in caplog.text, 15, "the end logged")
             # etcd gives surviving leases a fresh TTL when it restarts, so the
             # first lease may still be there; either way the records are
             # written under the lease the keeper holds.
@@ -128,10 +118,3 @@ async def test_etcd_gone_longer_than_the_ttl_is_survived_and_logged_once_each_wa
         finally:
             task.cancel()
             await keeper.revoke()
-
-
-def _async(check):
-    async def run():
-        return check()
-
-    return run

@@ -13,7 +13,6 @@ import asyncio
 import ipaddress
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -23,6 +22,7 @@ from agent.network.netlink import Netlink, VxlanLink
 from discovery import flannel
 from labs.etcd_server import etcdctl
 from labs.testing.overlay_hosts import Host, OverlayLab, agent_binary, sh
+from labs.testing.waiting import eventually
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.etcd]
@@ -32,6 +32,7 @@ NETWORK = ipaddress.IPv4Network("10.213.0.0/16")
 CONFIG = json.dumps({"Network": str(NETWORK), "Backend": {"Type": "vxlan", "VNI": 1}})
 DEVICE = "flannel.1"
 CONVERGE_S = 10.0
+POLL_S = 0.1  # each check reads several namespaces' kernel tables
 
 
 @pytest.fixture(scope="module")
@@ -89,17 +90,6 @@ async def converged(lab: OverlayLab, hosts: list[Host]) -> bool:
     return True
 
 
-async def eventually(check, timeout_s: float = CONVERGE_S, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout_s} s")
-        await asyncio.sleep(0.1)
-
-
 def running(lab: OverlayLab) -> list[Host]:
     return [h for h in lab.hosts.values() if h.process is not None and h.process.poll() is None]
 
@@ -107,7 +97,7 @@ def running(lab: OverlayLab) -> list[Host]:
 async def all_converged(lab: OverlayLab) -> None:
     hosts = running(lab)
     try:
-        await eventually(lambda: converged(lab, hosts), what="convergence")
+        await eventually(lambda: converged(lab, hosts), CONVERGE_S, "convergence", POLL_S)
     except AssertionError:
         logs = "\n".join(f"== {h.netns}\n{h.log_tail(15)}" for h in hosts)
         raise AssertionError(f"hosts did not converge; agent logs:\n{logs}") from None
@@ -118,7 +108,7 @@ async def wait_for_lease(lab: OverlayLab, host: Host) -> flannel.SubnetLease:
         return host.subnet_file.exists() and lease_of(lab, host)
 
     try:
-        await eventually(ready, 20, f"a lease for {host.netns}")
+        await eventually(ready, 20, f"a lease for {host.netns}", POLL_S)
     except AssertionError:
         raise AssertionError(f"no lease for {host.netns}:\n{host.log_tail()}") from None
     lease = lease_of(lab, host)
@@ -215,7 +205,9 @@ async def test_entries_deleted_by_hand_come_back(lab):
         _, now, _ = await kernel(host)
         return route in now.routes and fdb in now.fdb
 
-    await eventually(restored, 5, "the periodic reconcile restoring a route and an FDB entry")
+    await eventually(
+        restored, 5, "the periodic reconcile restoring a route and an FDB entry", POLL_S
+    )
     await all_converged(lab)
 
 
@@ -278,7 +270,7 @@ async def test_hostile_values_under_the_subnets_prefix_reach_no_kernel_and_stop_
                 for h in others
             )
 
-        await eventually(screened, 10, "hostile leases refused on every host")
+        await eventually(screened, 10, "hostile leases refused on every host", POLL_S)
         # And they stay refused: a few reconcile passes later, still one log line each.
         await asyncio.sleep(2.5)
         assert await screened()
@@ -293,8 +285,10 @@ async def test_hostile_values_under_the_subnets_prefix_reach_no_kernel_and_stop_
         # An agent that starts while they are there starts and ignores them.
         assert lab.stop_agent(lab.hosts[2]) == 0
         lab.start_agent(lab.hosts[2], PREFIX)
-        await eventually(lambda: _restarted(lab.hosts[2]), 20, "a restart among hostile leases")
-        await eventually(screened, 10, "hostile leases refused after a restart")
+        await eventually(
+            lambda: _restarted(lab.hosts[2]), 20, "a restart among hostile leases", POLL_S
+        )
+        await eventually(screened, 10, "hostile leases refused after a restart", POLL_S)
     finally:
         for key in hostile:
             etcdctl(lab.endpoints, "del", key)
@@ -348,7 +342,7 @@ async def test_a_restarted_agent_keeps_its_subnet_and_mac(lab):
     assert before is not None and link_before is not None
     assert lab.stop_agent(host) == 0
     lab.start_agent(host, PREFIX)
-    await eventually(lambda: _restarted(host), 20, "the agent's restart")
+    await eventually(lambda: _restarted(host), 20, "the agent's restart", POLL_S)
     after = await wait_for_lease(lab, host)
     assert (after.subnet, after.vtep_mac) == (before.subnet, before.vtep_mac)
     link_after, _, _ = await kernel(host)
@@ -381,7 +375,7 @@ async def test_a_running_agent_claims_its_subnet_again_when_its_key_is_deleted(l
     async def back() -> bool:
         return lease_of(lab, host) == lease
 
-    await eventually(back, 5, "the agent claiming its deleted lease again")
+    await eventually(back, 5, "the agent claiming its deleted lease again", POLL_S)
     await all_converged(lab)
 
 
@@ -390,7 +384,7 @@ async def test_release_on_exit_gives_back_lease_and_device(lab):
     if host.process is not None:
         lab.stop_agent(host)
     lab.start_agent(host, PREFIX, "--release-on-exit")
-    await eventually(lambda: _restarted(host), 20, "the agent's start")
+    await eventually(lambda: _restarted(host), 20, "the agent's start", POLL_S)
     lease = await wait_for_lease(lab, host)
     await all_converged(lab)
     assert lab.stop_agent(host) == 0

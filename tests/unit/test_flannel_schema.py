@@ -181,3 +181,29 @@ def test_leases_sharing_a_vtep_mac_are_all_refused_until_one_is_left():
     }
     valid, problems = flannel.screen_leases(CONFIG, {"1": one, "3": three})
     assert (valid, problems) == ({"1": one, "3": three}, {})
+
+
+SUBNET_ENV = "FLANNEL_NETWORK=10.5.0.0/16\nFLANNEL_SUBNET=10.5.7.1/24\nFLANNEL_MTU=1450\n"
+
+
+@pytest.mark.parametrize(("ipmasq", "docker_masquerades"), [("true", False), ("false", True)])
+def test_docker_options_from_subnet_env_follow_mk_docker_opts(ipmasq, docker_masquerades):
+    values = flannel.parse_subnet_env(f"{SUBNET_ENV}FLANNEL_IPMASQ={ipmasq}\n")
+    options = flannel.docker_options(values)
+    assert options.bip == ipaddress.IPv4Interface("10.5.7.1/24")
+    assert (str(options.bip), str(options.bip.ip), options.mtu) == ("10.5.7.1/24", "10.5.7.1", 1450)
+    assert options.ip_masq is docker_masquerades
+    expected = {"bip": "10.5.7.1/24", "mtu": 1450}
+    if not docker_masquerades:
+        expected["ip-masq"] = False  # flannel masquerades, so Docker must not
+    assert options.daemon_json() == expected
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{}, {"FLANNEL_SUBNET": "10.5.7.1/24"}, {"FLANNEL_SUBNET": "x", "FLANNEL_MTU": "1450"},
+     {"FLANNEL_SUBNET": "10.5.7.1/24", "FLANNEL_MTU": "big"}],
+)  # fmt: skip
+def test_docker_options_need_a_subnet_and_an_mtu(values):
+    with pytest.raises(SchemaError, match="lacks a valid FLANNEL_SUBNET/FLANNEL_MTU"):
+        flannel.docker_options(values)

@@ -6,26 +6,20 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from labs.supervisor import RESTART_MAX_S, RESTART_MIN_S, STEADY_S, next_delay
+from discovery.retry import Backoff
+from labs.supervisor import RESTART_MAX_S, RESTART_MIN_S, STEADY_S, restart_pause
+from labs.testing.waiting import wait_until
 
 
 def test_the_pause_doubles_up_to_a_cap_and_resets_after_a_steady_run():
-    delays = [RESTART_MIN_S]
-    for _ in range(8):
-        delays.append(next_delay(delays[-1], ran_s=1))
+    restarts = Backoff(RESTART_MIN_S, RESTART_MAX_S)
+    delays = [restart_pause(restarts, ran_s=1) for _ in range(9)]
     assert delays[:3] == [RESTART_MIN_S, 2 * RESTART_MIN_S, 4 * RESTART_MIN_S]
-    assert max(delays) == RESTART_MAX_S
-    assert next_delay(RESTART_MAX_S, ran_s=STEADY_S) == RESTART_MIN_S
-
-
-def _wait_for(condition, timeout_s=10.0):
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
+    assert max(delays) == delays[-1] == RESTART_MAX_S
+    assert restart_pause(restarts, ran_s=STEADY_S) == RESTART_MIN_S
+    assert restart_pause(restarts, ran_s=1) == 2 * RESTART_MIN_S
 
 
 def test_a_killed_child_is_started_again_and_sigterm_stops_both(tmp_path: Path):
@@ -37,10 +31,14 @@ def test_a_killed_child_is_started_again_and_sigterm_stops_both(tmp_path: Path):
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        _wait_for(pid_file.exists)
+        wait_until(pid_file.exists, 10, "the child's pid file")
         first = int(pid_file.read_text())
         os.kill(first, signal.SIGKILL)
-        _wait_for(lambda: pid_file.exists() and int(pid_file.read_text()) != first)
+        wait_until(
+            lambda: pid_file.exists() and int(pid_file.read_text()) != first,
+            10,
+            "a new child's pid",
+        )
         assert "sleeper: killed by SIGKILL after" in log.read_text()
         second = int(pid_file.read_text())
         supervisor.send_signal(signal.SIGTERM)
