@@ -112,8 +112,8 @@ def zone_text(registered: list[tuple[str, schema.Endpoint]]) -> str:
         service = f"{item.service}.service.{apex}"
         owners = [service] + [f"{tag}.{service}" for tag in item.tags]
         for owner in owners:
-            records.add(address_record(owner, item.host))
-        records.add(address_record(endpoint_name(key, item), item.host))
+            records.add(address_record(owner, item.address))
+        records.add(address_record(endpoint_name(key, item), item.address))
         if not item.port:
             continue
         srv_owners = [*owners, f"_{item.service}._{item.protocol}.service.{apex}"]
@@ -123,7 +123,7 @@ def zone_text(registered: list[tuple[str, schema.Endpoint]]) -> str:
         for owner in srv_owners:
             records.add(srv_record(owner, key, item))
     for node in NODES:
-        records.add(address_record(f"{node.node}.node.{apex}", node.host))
+        records.add(address_record(f"{node.node}.node.{apex}", node.address))
     return "\n".join(lines + sorted(records)) + "\n"
 
 
