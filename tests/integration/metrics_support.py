@@ -1,0 +1,79 @@
+"""Scraping a process's /metrics in tests: over HTTP on loopback, parsed by prometheus_client.
+
+``scrape(url)`` from this process; ``scrape_in(netns, port)`` for an agent
+that runs inside a namespace host, whose 127.0.0.1 is its own (the request is
+made by a Python started in that namespace). ``metrics_url(log_text)``
+finds the address a process logged when it bound ``--metrics ...:0``.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+_URL = re.compile(r"msg=\"serving metrics\" url=(http://\S+/metrics)")
+_FETCH = (
+    "import sys, urllib.request\n"
+    "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())\n"
+)
+
+
+@dataclass(frozen=True)
+class Scraped:
+    """Every sample of one scrape: ``scraped("name_total", label="value")``."""
+
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float]
+    types: dict[str, str]  # family name -> counter, gauge, ...
+
+    def __call__(self, name: str, **labels: str) -> float:
+        key = (name, frozenset(labels.items()))
+        if key not in self.samples:
+            known = sorted(n for n, _ in self.samples if n.startswith(name.split("{")[0]))
+            raise KeyError(f"no sample {name}{labels or ''}; samples of that name: {known}")
+        return self.samples[key]
+
+    def __getitem__(self, name: str) -> float:
+        return self(name)
+
+    def total(self, name: str, **labels: str) -> float:
+        """The sum over every sample of ``name`` whose labels include ``labels``."""
+        wanted = set(labels.items())
+        return sum(v for (n, have), v in self.samples.items() if n == name and wanted <= have)
+
+
+def parse(text: str) -> Scraped:
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    types: dict[str, str] = {}
+    for family in text_string_to_metric_families(text):
+        types[family.name] = family.type
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return Scraped(samples, types)
+
+
+async def scrape(url: str) -> Scraped:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200, await response.text()
+        assert response.headers["Content-Type"].startswith("text/plain; version=")
+        return parse(await response.text())
+
+
+def scrape_in(netns: str, port: int) -> Scraped:
+    """GET http://127.0.0.1:PORT/metrics inside a network namespace (its own loopback)."""
+    done = subprocess.run(
+        ["nsenter", f"--net=/run/netns/{netns}", sys.executable, "-c", _FETCH,
+         f"http://127.0.0.1:{port}/metrics"],
+        capture_output=True, text=True, timeout=20, check=True,
+    )  # fmt: skip
+    return parse(done.stdout)
+
+
+def metrics_url(log_text: str) -> str | None:
+    """The URL a process logged with ``serving metrics``, or None (not yet)."""
+    found = _URL.search(log_text)
+    return found.group(1) if found else None
