@@ -14,7 +14,7 @@ what an owner gets when nobody serves its metrics, so the code counting
 never needs to ask whether anyone is listening.
 
 ``parse_address`` reads an ``ADDR:PORT`` flag value (``--metrics``,
-``--listen``); ``EtcdHealth`` is the pair of metrics every process keeps
+``--listen``); ``EtcdHealth`` is the pair of metrics each agent half keeps
 about etcd: outages seen, and whether it answers now.
 """
 
@@ -33,10 +33,16 @@ from prometheus_client import (
     GCCollector,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 
 log = logging.getLogger(__name__)
+# No "<name>_created" gauge beside every counter: a start timestamp per series
+# that doubles the text and tells a learner nothing process_start_time_seconds
+# does not. A process-wide switch; every metric of this project is made by code
+# that imports this module first.
+disable_created_metrics()
 
 
 def parse_address(text: str, default_port: int | None = None) -> tuple[str, int]:

@@ -52,6 +52,7 @@ async def test_serves_its_own_registry_on_a_free_port_and_closes() -> None:
         # The process figures a default registry has, without using the global one.
         assert "process_cpu_seconds" in families
         assert "python_info" in families
+        assert "_created" not in text  # no start-time gauge beside every counter
         hits.inc()
         assert "test_hits_total 4.0" in (await get(server.url))[2]  # live, not a snapshot
         status, _, _ = await get(f"http://127.0.0.1:{server.port}/other")
