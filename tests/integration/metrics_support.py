@@ -8,9 +8,12 @@ finds the address a process logged when it bound ``--metrics ...:0``.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -33,17 +36,12 @@ class Scraped:
     def __call__(self, name: str, **labels: str) -> float:
         key = (name, frozenset(labels.items()))
         if key not in self.samples:
-            known = sorted(n for n, _ in self.samples if n.startswith(name.split("{")[0]))
-            raise KeyError(f"no sample {name}{labels or ''}; samples of that name: {known}")
+            known = [dict(have) for n, have in self.samples if n == name]
+            raise KeyError(f"no sample {name}{labels or ''}; labels of that name: {known}")
         return self.samples[key]
 
     def __getitem__(self, name: str) -> float:
         return self(name)
-
-    def total(self, name: str, **labels: str) -> float:
-        """The sum over every sample of ``name`` whose labels include ``labels``."""
-        wanted = set(labels.items())
-        return sum(v for (n, have), v in self.samples.items() if n == name and wanted <= have)
 
 
 def parse(text: str) -> Scraped:
@@ -61,6 +59,34 @@ async def scrape(url: str) -> Scraped:
         assert response.status == 200, await response.text()
         assert response.headers["Content-Type"].startswith("text/plain; version=")
         return parse(await response.text())
+
+
+async def wait_scrape(
+    get: Callable[[], object],
+    check: Callable[[Scraped], bool],
+    timeout_s: float = 10,
+    what: str = "",
+) -> Scraped:
+    """Scrape (``get()``: a Scraped, or an awaitable of one) until ``check`` holds;
+    fail with the last scrape's figures."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        scraped = get()
+        if asyncio.iscoroutine(scraped):
+            scraped = await scraped
+        assert isinstance(scraped, Scraped)
+        if check(scraped):
+            return scraped
+        if time.monotonic() > deadline:
+            figures = "\n".join(
+                f"{name}{dict(labels) or ''} {value}"
+                for (name, labels), value in sorted(scraped.samples.items(), key=str)
+                if name.startswith("discovery_")
+            )
+            raise AssertionError(
+                f"metrics never showed {what or check} in {timeout_s}s:\n{figures}"
+            )
+        await asyncio.sleep(0.1)
 
 
 def scrape_in(netns: str, port: int) -> Scraped:
