@@ -32,6 +32,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from discovery.errors import DiscoveryError, EtcdUnavailable, LeaseLost
+from discovery.metrics import EtcdHealth
 from discovery.retry import Backoff
 from discovery.store import EtcdStore
 
@@ -50,8 +51,10 @@ class LeaseKeeper:
         on_new_lease: Callable[[int], Awaitable[None]],
         name: str = "agent",
         lease_id: int | None = None,
+        etcd: EtcdHealth | None = None,
     ) -> None:
-        """``lease_id``: a lease the owner already granted and wrote under."""
+        """``lease_id``: a lease the owner already granted and wrote under; ``etcd``:
+        where to count the outages this keeper sees (registered nowhere by default)."""
         self.store = store
         self.ttl_s = ttl_s
         self.on_new_lease = on_new_lease
@@ -64,6 +67,7 @@ class LeaseKeeper:
         self._rewrite = asyncio.Event()
         self._etcd_lost = False
         self._last_failure: str | None = None  # the owner's last callback error, logged once
+        self.etcd = etcd or EtcdHealth(None, "")
 
     @property
     def refresh_interval_s(self) -> float:
@@ -94,6 +98,7 @@ class LeaseKeeper:
                 await backoff.wait()
                 continue
             self._last_failure = None
+            self.etcd.reached()
             if self._etcd_lost:
                 self._etcd_lost = False
                 log.warning("%s: etcd reachable again; lease %x held", self.name, self.lease_id)
@@ -137,6 +142,7 @@ class LeaseKeeper:
         if isinstance(error, EtcdUnavailable):
             if not self._etcd_lost:
                 self._etcd_lost = True
+                self.etcd.lost()
                 log.warning(
                     "%s: lost etcd (%s); keeping everything and retrying every %.1f s at most",
                     self.name, error, RETRY_MAX_S,

@@ -22,12 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
+from discovery.metrics import parse_address
 from dnsserver.handler import QueryHandler
 
 log = logging.getLogger(__name__)
@@ -43,20 +43,7 @@ BIND_ATTEMPTS = 20
 
 def parse_listen(text: str, default_port: int = 53) -> tuple[str, int]:
     """'127.0.0.1:5353' / '[::1]:53' / '127.0.0.1' -> (host, port)."""
-    host, port = text, default_port
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"bad address {text!r}: expected [IPv6]:PORT")
-            port = int(rest[1:])
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-        port = int(port_text)
-    ipaddress.ip_address(host)
-    if not 0 <= port < 65536:
-        raise ValueError(f"bad address {text!r}: port {port} outside 0-65535")
-    return host, port
+    return parse_address(text, default_port)
 
 
 def bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:

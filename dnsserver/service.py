@@ -25,9 +25,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from aiohttp import web
-
 from discovery.catalog import Catalog, CatalogChange, follow_catalog
+from discovery.metrics import MetricsServer, new_registry, serve_metrics
 from discovery.retry import Backoff
 from discovery.settings import Settings
 from discovery.store import ConnectionLost, EtcdStore, WatchItem
@@ -35,7 +34,7 @@ from dnsserver.answers import Zone
 from dnsserver.cache import PackedCache
 from dnsserver.forwarder import FORWARD_TIMEOUT_S, Forwarder
 from dnsserver.handler import QueryHandler, Stats
-from dnsserver.metrics import start_metrics
+from dnsserver.metrics import DnsCollector
 from dnsserver.server import MAX_TCP_CONNECTIONS, TCP_IDLE_TIMEOUT_S, DnsServer
 from dnsserver.view import IndexedCatalog
 
@@ -93,10 +92,12 @@ class DnsService:
             max_tcp_connections=options.max_tcp_connections,
         )
         self.etcd_outages = 0
+        self.registry = new_registry()
+        self.registry.register(DnsCollector(self.metrics))
         self.metrics_port: int | None = None
         self._store: EtcdStore | None = None
         self._feed: asyncio.Task[None] | None = None
-        self._metrics: web.AppRunner | None = None
+        self._metrics: MetricsServer | None = None
         self._started = time.monotonic()
 
     @property
@@ -117,11 +118,8 @@ class DnsService:
         self._feed = asyncio.get_running_loop().create_task(self._run_feed(self._store))
         if self.options.metrics is not None:
             host, port = self.options.metrics
-            self._metrics, self.metrics_port = await start_metrics(host, port, self.metrics)
-            log.info(
-                "dns: metrics",
-                extra={"fields": {"url": f"http://{host}:{self.metrics_port}/metrics"}},
-            )
+            self._metrics = await serve_metrics(self.registry, host, port)
+            self.metrics_port = self._metrics.port
 
     async def wait_loaded(self, timeout_s: float = 10.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -140,7 +138,7 @@ class DnsService:
         await self.server.close()
         metrics, self._metrics = self._metrics, None
         if metrics is not None:
-            await metrics.cleanup()
+            await metrics.close()
         store, self._store = self._store, None
         if store is not None:
             await store.close()

@@ -18,6 +18,8 @@ import ipaddress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry
+
 from agent.signals import stop_event
 from discovery.errors import SettingsError
 from discovery.settings import Settings
@@ -125,12 +127,16 @@ def options_from_args(args: argparse.Namespace) -> NetworkOptions:
     )
 
 
-async def run(args: argparse.Namespace, settings: Settings) -> None:
+async def run(
+    args: argparse.Namespace, settings: Settings, registry: CollectorRegistry | None = None
+) -> None:
     """Run the network half until SIGTERM or SIGINT (the agent's one shared
-    stop signal, agent.signals), then shut down cleanly (agent.network.agent)."""
+    stop signal, agent.signals), then shut down cleanly (agent.network.agent).
+    ``registry``: where its metrics go (agent/cli.py serves it for --metrics)."""
     from agent.network.agent import NetworkAgent
+    from agent.network.metrics import NetworkMetrics
 
-    agent = NetworkAgent(options_from_args(args), settings)
+    agent = NetworkAgent(options_from_args(args), settings, metrics=NetworkMetrics(registry))
     await agent.run(stop_event())
 
 

@@ -59,6 +59,7 @@ from agent.network.files import (
 from agent.network.firewall import Firewall
 from agent.network.iptables_rules import chains_for
 from agent.network.kernel_sync import KernelSync
+from agent.network.metrics import NetworkMetrics
 from agent.network.netlink import VXLAN_OVERHEAD_BYTES, Netlink, Underlay, VxlanSpec
 from agent.network.subnet_env import SubnetEnv, render_docker_options, render_subnet_env
 from agent.network.subnets import random_vtep_mac
@@ -100,6 +101,7 @@ class NetworkAgent:
         options: NetworkOptions,
         settings: Settings,
         rng: random.Random | None = None,
+        metrics: NetworkMetrics | None = None,
     ) -> None:
         self.options = options
         self.settings = settings
@@ -131,6 +133,11 @@ class NetworkAgent:
         self.pending: list[SubnetLease] = []
         self.full_pass = True
         self.dirty = asyncio.Event()
+        self.metrics = metrics or NetworkMetrics()
+        self.metrics.subnet_lease_held.set_function(
+            lambda: self.keeper is not None and self.keeper.lease_id is not None
+        )
+        self.metrics.remote_leases.set_function(lambda: len(self.leases.keys() - {self._own_key()}))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -229,7 +236,7 @@ class NetworkAgent:
         assert self.own is not None and self.config is not None
         save_remembered(self.options.state_dir, Remembered(self.own.subnet, self.vtep_mac))
         ifindex = await self._ensure_device()
-        self.kernel = KernelSync(self.netlink, ifindex, self.config.network)
+        self.kernel = KernelSync(self.netlink, ifindex, self.config.network, self.metrics)
         await self._ensure_firewall()
         env = SubnetEnv(self.config.network, self.own.subnet, self.mtu, self.options.ip_masq)
         write_atomically(self.options.subnet_file, render_subnet_env(env))
@@ -352,14 +359,17 @@ class NetworkAgent:
                 for key, kv in item.items.items():
                     self._parse_into_leases(key, kv.value, unparsed.get(key))
                 self.have_snapshot = True
+                self.metrics.etcd.reached()
                 self._check_own_key()
                 self.full_pass = True
                 self.dirty.set()
             elif isinstance(item, Change):
                 self._on_change(item)
             elif isinstance(item, ConnectionLost):
+                self.metrics.etcd.lost()
                 log.warning("lost the etcd watch (%s); keeping entries as they are", item.reason)
             elif isinstance(item, Resumed):
+                self.metrics.etcd.reached()
                 log.info("etcd watch resumed at revision %d", item.revision)
 
     def _on_change(self, change: Change) -> None:
@@ -455,7 +465,9 @@ class NetworkAgent:
                     await self._ensure_device()
                     await self._ensure_firewall()
                 steps = await self.kernel.reconcile(self.desired(valid), scope)
+                self.metrics.reconcile_passes.labels("full" if scope is None else "scoped").inc()
                 if periodic and steps:
+                    self.metrics.repaired(steps)
                     log.warning("periodic check repaired %d entries", len(steps))
             except NetworkError as error:
                 log.error("reconcile failed: %s; retrying with a full pass", error)

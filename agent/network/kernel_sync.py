@@ -28,16 +28,24 @@ from agent.network.desired import (
     restrict,
 )
 from agent.network.diff import Step, plan_steps
+from agent.network.metrics import NetworkMetrics
 from agent.network.netlink import Netlink
 
 log = logging.getLogger(__name__)
 
 
 class KernelSync:
-    def __init__(self, netlink: Netlink, ifindex: int, network: ipaddress.IPv4Network) -> None:
+    def __init__(
+        self,
+        netlink: Netlink,
+        ifindex: int,
+        network: ipaddress.IPv4Network,
+        metrics: NetworkMetrics | None = None,
+    ) -> None:
         self.netlink = netlink
         self.ifindex = ifindex  # updated by the owner if the device is recreated
         self.network = network
+        self.metrics = metrics or NetworkMetrics()
 
     async def reconcile(self, desired: KernelEntries, scope: Scope | None = None) -> list[Step]:
         """Everything (scope None), or only the entries whose keys are in
@@ -50,6 +58,7 @@ class KernelSync:
         steps = plan_steps(desired, actual)
         for step in steps:
             await self.apply(step)
+            self.metrics.programmed(step)
             log.info("%s", step, extra={"fields": {"action": step.action}})
         return steps
 

@@ -27,8 +27,11 @@ import os
 import socket
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
 from agent.registrator.docker_source import DockerSource
 from agent.registrator.lease_file import DEFAULT_STATE_DIR, lease_file_path
+from agent.registrator.metrics import ServicesMetrics
 from agent.registrator.runner import Options, Registrator
 from agent.registrator.writer import RecordWriter
 from agent.signals import stop_event
@@ -105,8 +108,11 @@ def guess_host_address() -> str | None:
     return None
 
 
-async def run(args: argparse.Namespace, settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then remove this host's records at once."""
+async def run(
+    args: argparse.Namespace, settings: Settings, registry: CollectorRegistry | None = None
+) -> None:
+    """Run until SIGTERM or SIGINT, then remove this host's records at once.
+    ``registry``: where its metrics go (agent/cli.py serves it for --metrics)."""
     node = host_name_from(getattr(args, "host_name", None))
     advertise_ip = _checked_ip(args.advertise_ip) if args.advertise_ip else None
     node_ip = getattr(args, "node_ip", None) or getattr(args, "public_ip", None)
@@ -121,16 +127,21 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
             "no node record is written",
             extra={"fields": {"node": node}},
         )
+    metrics = ServicesMetrics(registry)
     store = EtcdStore(settings)
     lease_file = lease_file_path(args.services_state_dir, node, args.docker_host)
-    writer = RecordWriter(store, settings, node, host_address, lease_file)
-    keeper = LeaseKeeper(store, settings.lease_ttl_s, writer.on_new_lease, name=f"services {node}")
+    writer = RecordWriter(store, settings, node, host_address, lease_file, metrics=metrics)
+    keeper = LeaseKeeper(
+        store, settings.lease_ttl_s, writer.on_new_lease, name=f"services {node}", etcd=metrics.etcd
+    )
+    metrics.lease_held.set_function(lambda: keeper.lease_id is not None)
     docker = DockerSource(args.docker_host)
     registrator = Registrator(
         docker,
         writer,
         settings,
         Options(node=node, advertise_ip=advertise_ip, host_address=host_address),
+        metrics=metrics,
     )
     log.info(
         "registrator starting",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from agent.registrator.desired import Desired, desired_registrations
 from agent.registrator.docker_source import DockerSource, DockerUnavailable, EventStream
 from agent.registrator.events import classify_event
+from agent.registrator.metrics import ServicesMetrics
 from agent.registrator.sync_plan import RecordChange
 from agent.registrator.writer import RecordWriter
 from discovery.retry import Backoff
@@ -47,7 +48,12 @@ class Options:
 
 class Registrator:
     def __init__(
-        self, docker: DockerSource, writer: RecordWriter, settings: Settings, options: Options
+        self,
+        docker: DockerSource,
+        writer: RecordWriter,
+        settings: Settings,
+        options: Options,
+        metrics: ServicesMetrics | None = None,
     ) -> None:
         self.docker = docker
         self.writer = writer
@@ -57,6 +63,8 @@ class Registrator:
         self._pending: dict[str, bool] = {}  # container id -> "gone" hint of the latest poke
         self._refused: dict[str, str] = {}  # container id -> reason it was last refused
         self._connected = False
+        self.metrics = metrics or ServicesMetrics()
+        self.metrics.docker_reachable.set_function(lambda: self._connected)
 
     # ------------------------------------------------------------ per container
 
@@ -170,6 +178,7 @@ class Registrator:
                     event = classify_event(await stream.next())
                     if event is None:
                         continue
+                    self.metrics.docker_events.labels(event.action).inc()
                     if event.time_nano:
                         since_nano = max(since_nano or 0, event.time_nano)
                     self.poke(event.container_id, event.gone)

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Iterable
 from pathlib import Path
 
 from agent.registrator.lease_file import load_leases, save_lease
+from agent.registrator.metrics import ServicesMetrics
 from agent.registrator.sync_plan import (
     RecordChange,
     carry_registered_at,
@@ -68,11 +69,13 @@ class RecordWriter:
         node: str,
         node_address: str | None,
         lease_file: Path | None = None,
+        metrics: ServicesMetrics | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.node = node
         self.node_address = node_address
+        self.metrics = metrics or ServicesMetrics()
         self.wanted: dict[str, Endpoint] = {}
         self._keys_of: dict[str, set[str]] = {}  # container id -> its keys in wanted
         self._dirty: set[str] = set()
@@ -198,6 +201,7 @@ class RecordWriter:
             key = node_key(self.settings.prefix, self.settings.domain, self.node)
             writes.append(self.store.put(key, encode_node(self._node_record), lease_id))
         await _all(writes)
+        self.metrics.wrote(puts=len(writes) - len(plan.deletes), deletes=len(plan.deletes))
         log.info(
             "etcd in sync",
             extra={
@@ -232,13 +236,16 @@ class RecordWriter:
 
     async def _write_keys(self, keys: Iterable[str], lease_id: int) -> None:
         writes: list[Awaitable[object]] = []
+        deletes = 0
         for key in keys:
             endpoint = self.wanted.get(key)
             if endpoint is None:
                 writes.append(self.store.delete(key))
+                deletes += 1
             else:
                 writes.append(self.store.put(key, encode_endpoint(endpoint), lease_id))
         await _all(writes)
+        self.metrics.wrote(puts=len(writes) - deletes, deletes=deletes)
 
 
 async def _all(writes: list[Awaitable[object]]) -> None:

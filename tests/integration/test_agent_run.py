@@ -20,6 +20,7 @@ from discovery import flannel, schema
 from labs.etcd_server import etcdctl
 from labs.testing.overlay_hosts import OverlayLab, agent_binary
 from labs.testing.waiting import wait_until
+from tests.integration.metrics_support import scrape_in
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.etcd, pytest.mark.docker]
@@ -27,6 +28,7 @@ pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.etcd, pytest.mark
 NETWORK_PREFIX = "/agent-run/coreos.com/network"
 RECORD_PREFIX = "/agent-run/skydns"
 CONFIG = json.dumps({"Network": "10.219.0.0/16", "Backend": {"Type": "vxlan", "VNI": 1}})
+METRICS_PORT = 9101  # on the namespace host's own loopback
 
 
 def keys(lab: OverlayLab, prefix: str) -> list[str]:
@@ -52,7 +54,7 @@ def test_run_starts_both_halves_and_sigterm_stops_both(docker_cleanup, tmp_path)
              "--docker-host", docker_cleanup.url, "--host-name", "runhost",
              "--etcd-endpoints", ",".join(overlay.endpoints),
              "--network-prefix", NETWORK_PREFIX, "--prefix", RECORD_PREFIX,
-             "--lease-ttl", "5"],
+             "--lease-ttl", "5", "--metrics", f"127.0.0.1:{METRICS_PORT}"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
@@ -71,6 +73,21 @@ def test_run_starts_both_halves_and_sigterm_stops_both(docker_cleanup, tmp_path)
             )  # fmt: skip
             service = schema.service_prefix(RECORD_PREFIX, "lab", "runsvc")
             wait_until(lambda: keys(overlay, service), 10, "the container's records")
+
+            # One /metrics for both halves: the node record and the container's were put.
+            def written_twice():
+                figures = scrape_in(host.netns, METRICS_PORT)
+                return figures["discovery_agent_services_records_written_total"] >= 2 and figures
+
+            figures = wait_until(written_twice, 10, "both records counted in /metrics")
+            assert figures("discovery_agent_services_docker_events_total", action="start") == 1
+            for half in ("services", "network"):
+                assert figures[f"discovery_agent_{half}_etcd_reachable"] == 1
+            assert figures["discovery_agent_services_lease_held"] == 1
+            assert figures["discovery_agent_services_docker_reachable"] == 1
+            assert figures["discovery_agent_network_subnet_lease_held"] == 1
+            assert figures["discovery_agent_network_remote_leases"] == 0  # a host alone
+            assert figures("discovery_agent_network_reconcile_passes_total", scope="full") >= 1
 
             agent.send_signal(signal.SIGTERM)
             stopped = time.monotonic()

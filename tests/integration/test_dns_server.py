@@ -9,7 +9,6 @@ import socket
 import time
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 from dnslib import RCODE, DNSRecord
 
@@ -21,6 +20,7 @@ from labs.etcd_server import EtcdCluster
 from labs.testing.waiting import eventually
 from tests.fixtures.etcd import settings_for
 from tests.integration.dns_clients import dig, exchange, kdig, run_client
+from tests.integration.metrics_support import Scraped, scrape
 
 pytestmark = pytest.mark.etcd
 
@@ -355,17 +355,8 @@ async def test_tcp_oversize_and_short_lengths_close_the_connection(lab_dns: DnsS
 # ------------------------------------------------------------------ etcd and metrics
 
 
-async def metrics_of(service: DnsService) -> dict[str, float]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"http://127.0.0.1:{service.metrics_port}/metrics") as response,
-    ):
-        text = await response.text()
-    return {
-        line.split()[0]: float(line.split()[1])
-        for line in text.splitlines()
-        if line and not line.startswith("#")
-    }
+async def metrics_of(service: DnsService) -> Scraped:
+    return await scrape(f"http://127.0.0.1:{service.metrics_port}/metrics")
 
 
 async def test_metrics_endpoint(lab_dns: DnsService) -> None:
@@ -375,6 +366,22 @@ async def test_metrics_endpoint(lab_dns: DnsService) -> None:
     assert figures["discovery_dns_etcd_unreachable"] == 0
     assert figures["discovery_dns_queries_total"] >= 1
     assert figures["discovery_dns_catalog_endpoints"] == len(ENDPOINTS)
+    assert figures.types["discovery_dns_queries"] == "counter"
+    assert figures.types["discovery_dns_catalog_endpoints"] == "gauge"
+
+
+async def test_metrics_count_exactly_the_queries_asked(lab_dns: DnsService) -> None:
+    port, asked = port_of(lab_dns), 7
+    before = await metrics_of(lab_dns)
+    for _ in range(asked):
+        assert (await dig(port, "web.service.lab")).status == "NOERROR"
+    assert (await dig(port, "nothing.service.lab")).status == "NXDOMAIN"
+    after = await metrics_of(lab_dns)
+    assert after["discovery_dns_queries_total"] - before["discovery_dns_queries_total"] == asked + 1
+    # The first web query packs the answer into the cache; the other six are served from it.
+    hits = after["discovery_dns_cache_hits_total"] - before["discovery_dns_cache_hits_total"]
+    assert hits == asked - 1
+    assert after["discovery_dns_uptime_seconds"] >= before["discovery_dns_uptime_seconds"]
 
 
 async def test_etcd_outage_keeps_answering_then_catches_up(

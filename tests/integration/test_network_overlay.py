@@ -23,6 +23,7 @@ from discovery import flannel
 from labs.etcd_server import etcdctl
 from labs.testing.overlay_hosts import Host, OverlayLab, agent_binary, sh
 from labs.testing.waiting import eventually
+from tests.integration.metrics_support import Scraped, scrape_in, wait_scrape
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.etcd]
@@ -33,6 +34,8 @@ CONFIG = json.dumps({"Network": str(NETWORK), "Backend": {"Type": "vxlan", "VNI"
 DEVICE = "flannel.1"
 CONVERGE_S = 10.0
 POLL_S = 0.1  # each check reads several namespaces' kernel tables
+METRICS_PORT = 9101  # host1's agent serves /metrics on its own namespace's loopback
+NETWORK_METRICS = "discovery_agent_network_"
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +47,7 @@ def lab() -> Iterator[OverlayLab]:
         etcdctl(overlay.endpoints, "put", f"{PREFIX}/config", CONFIG)
         for index in (1, 2, 3):
             overlay.add_host(index)
-        overlay.start_agent(overlay.hosts[1], PREFIX)
+        overlay.start_agent(overlay.hosts[1], PREFIX, "--metrics", f"127.0.0.1:{METRICS_PORT}")
         overlay.start_agent(overlay.hosts[2], PREFIX)
         overlay.start_agent(overlay.hosts[3], PREFIX, "--ip-masq")
         yield overlay
@@ -195,6 +198,16 @@ async def test_entries_deleted_by_hand_come_back(lab):
     link, entries, _ = await kernel(host)
     assert link is not None
     route, fdb = sorted(entries.routes)[0], sorted(entries.fdb)[0]
+    before = scrape_in(host.netns, METRICS_PORT)
+    assert before[f"{NETWORK_METRICS}subnet_lease_held"] == 1
+    assert before[f"{NETWORK_METRICS}remote_leases"] == 2
+    assert before[f"{NETWORK_METRICS}etcd_reachable"] == 1
+    assert before[f"{NETWORK_METRICS}etcd_outages_total"] == 0
+    assert before(f"{NETWORK_METRICS}reconcile_passes_total", scope="full") >= 1
+    programmed = f"{NETWORK_METRICS}kernel_entries_programmed_total"
+    repaired = f"{NETWORK_METRICS}kernel_entries_repaired_total"
+    for kind in ("route", "neighbour", "fdb"):  # one of each for host2 and for host3, at least
+        assert before(programmed, kind=kind, action="add") >= 2
     async with Netlink(host.netns) as netlink:
         await netlink.delete_route(link.ifindex, route)
         await netlink.delete_fdb(link.ifindex, fdb)
@@ -209,6 +222,20 @@ async def test_entries_deleted_by_hand_come_back(lab):
         restored, 5, "the periodic reconcile restoring a route and an FDB entry", POLL_S
     )
     await all_converged(lab)
+
+    def rise(now: Scraped, name: str, kind: str, action: str = "add") -> float:
+        return now(name, kind=kind, action=action) - before(name, kind=kind, action=action)
+
+    after = await wait_scrape(
+        lambda: scrape_in(host.netns, METRICS_PORT),
+        lambda m: rise(m, repaired, "route") + rise(m, repaired, "fdb") >= 2,
+        what="the route and the FDB entry counted as repaired",
+    )
+    for name in (programmed, repaired):
+        assert rise(after, name, "route") == 1
+        assert rise(after, name, "fdb") == 1
+        assert rise(after, name, "neighbour") == 0
+        assert all(rise(after, name, k, "delete") == 0 for k in ("route", "fdb", "neighbour"))
 
 
 async def test_entries_the_agent_does_not_own_are_left_alone(lab):

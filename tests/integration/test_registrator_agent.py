@@ -27,6 +27,7 @@ from discovery.store import EtcdStore
 from labs.etcd_server import EtcdCluster, etcdctl
 from tests.fixtures.docker import DockerHost
 from tests.fixtures.etcd import settings_for
+from tests.integration.metrics_support import Scraped, metrics_url, scrape, wait_scrape
 from tests.integration.registrator_support import (
     REPO,
     AgentProcess,
@@ -41,6 +42,7 @@ from tests.integration.registrator_support import (
 
 pytestmark = [pytest.mark.docker, pytest.mark.root, pytest.mark.etcd]
 StartAgent = Callable[..., AgentProcess]
+SERVICES = "discovery_agent_services_"
 
 
 @pytest.fixture
@@ -343,6 +345,45 @@ async def test_sigterm_deregisters_at_once(
     assert "revoked etcd lease" in agent.log_text()
 
 
+def metrics_of(agent: AgentProcess) -> str:
+    """The agent's /metrics URL, from its log (it binds --metrics 127.0.0.1:0 before starting)."""
+    url = metrics_url(agent.log_text())
+    assert url is not None, agent.log_text()
+    return url
+
+
+async def test_metrics_count_records_written_and_deleted_and_docker_events(
+    docker_cleanup: DockerHost, settings: Settings, start_agent: StartAgent
+) -> None:
+    client, base = docker_cleanup.client, docker_cleanup.images["base"]
+    agent = start_agent(docker_cleanup.url, settings, extra_args=["--metrics", "127.0.0.1:0"])
+    url = metrics_of(agent)
+    before = await scrape(url)
+    assert before[f"{SERVICES}lease_held"] == 1
+    assert before[f"{SERVICES}etcd_reachable"] == 1
+    assert before[f"{SERVICES}etcd_outages_total"] == 0
+    assert before[f"{SERVICES}docker_reachable"] == 1
+    assert before.types[f"{SERVICES}records_written"] == "counter"
+
+    def rise(now: Scraped, name: str, **labels: str) -> float:
+        return now(SERVICES + name, **labels) - before(SERVICES + name, **labels)
+
+    started = run_container(client, base, labels={"discovery.service": "counted"})
+    await wait_records(settings, lambda rs: len(rs) == 1, what="the container's record")
+    # The counter follows etcd's acknowledgement, so wait for it rather than read at once.
+    after = await wait_scrape(lambda: scrape(url), lambda m: rise(m, "records_written_total") > 0)
+    assert rise(after, "records_written_total") == 1
+    assert rise(after, "docker_events_total", action="start") == 1
+    assert rise(after, "records_deleted_total") == 0
+
+    client.api.kill(started)
+    await wait_records(settings, lambda rs: not rs, what="the record gone")
+    gone = await wait_scrape(lambda: scrape(url), lambda m: rise(m, "records_deleted_total") > 0)
+    assert rise(gone, "records_deleted_total") == 1
+    assert rise(gone, "docker_events_total", action="die") == 1
+    assert rise(gone, "records_written_total") == 1  # nothing more was put
+
+
 async def test_docker_daemon_restart_under_the_agent(
     docker_host: DockerHost, settings: Settings, start_agent: StartAgent
 ) -> None:
@@ -388,7 +429,8 @@ async def test_etcd_outage_and_lost_lease_lose_nothing(
 ) -> None:
     settings = settings_for(own_etcd.endpoints, lease_ttl_s=3)
     client, base = docker_cleanup.client, docker_cleanup.images["base"]
-    agent = start_agent(docker_cleanup.url, settings)
+    agent = start_agent(docker_cleanup.url, settings, extra_args=["--metrics", "127.0.0.1:0"])
+    url = metrics_of(agent)
     stays = run_container(client, base, labels={"discovery.service": "stays"})
     leaves = run_container(client, base, labels={"discovery.service": "leaves"})
     await wait_records(settings, lambda rs: {r.endpoint.service for r in rs} == {"stays", "leaves"})
@@ -398,7 +440,11 @@ async def test_etcd_outage_and_lost_lease_lose_nothing(
     # While etcd is down, the agent keeps following Docker in memory.
     client.api.remove_container(leaves, force=True)
     arrives = run_container(client, base, labels={"discovery.service": "arrives"})
-    time.sleep(1.5)  # let the agent notice the outage (writes fail, retries back off)
+    # The agent noticed the outage (its lease keeper's refresh failed) and says so.
+    during = await wait_scrape(
+        lambda: scrape(url), lambda m: m[f"{SERVICES}etcd_reachable"] == 0, what="etcd unreachable"
+    )
+    assert during[f"{SERVICES}etcd_outages_total"] == 1
     member.start()
     records = await wait_records(
         settings,
@@ -407,6 +453,10 @@ async def test_etcd_outage_and_lost_lease_lose_nothing(
         what="etcd equal to Docker after the outage",
     )
     assert {r.endpoint.container_id for r in records} == {stays, arrives}
+    after = await wait_scrape(
+        lambda: scrape(url), lambda m: m[f"{SERVICES}etcd_reachable"] == 1, what="etcd reachable"
+    )
+    assert after[f"{SERVICES}etcd_outages_total"] == 1  # one outage, however many failed calls
 
     # Someone revokes the agent's lease: every record goes; the agent grants
     # a new lease and writes them all again, once each.
@@ -423,6 +473,9 @@ async def test_etcd_outage_and_lost_lease_lose_nothing(
         what="everything back under a new lease",
     )
     assert "LOST etcd lease" in agent.log_text()
+    final = await scrape(url)
+    assert final[f"{SERVICES}lease_held"] == 1
+    assert final[f"{SERVICES}etcd_outages_total"] == 1  # a lost lease is not an etcd outage
 
 
 async def test_records_the_agent_did_not_write_survive_its_resyncs(

@@ -8,6 +8,8 @@ import struct
 
 import pytest
 from dnslib import CLASS, EDNS0, QTYPE, RCODE, DNSHeader, DNSQuestion, DNSRecord
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from discovery import schema
 from discovery.catalog import Catalog
@@ -15,7 +17,7 @@ from discovery.store import Change
 from dnsserver.answers import Zone
 from dnsserver.cache import PackedCache
 from dnsserver.handler import QueryHandler
-from dnsserver.metrics import prometheus_text
+from dnsserver.metrics import DnsCollector
 from dnsserver.view import IndexedCatalog
 from dnsserver.wire import query_shape
 from tests.unit.test_dns_answers import DOMAIN, PREFIX, make_catalog
@@ -411,10 +413,16 @@ def test_query_shape_key_ignores_case_and_keeps_type() -> None:
     assert struct.unpack("!H", keys[2][-5:-3])[0] == QTYPE.AAAA
 
 
-def test_metrics_text_keeps_large_counters_exact() -> None:
-    text = prometheus_text({"queries_total": ("counter", 123_456_789), "up": ("gauge", 0.5)})
-    assert (
-        "# TYPE discovery_dns_queries_total counter\ndiscovery_dns_queries_total 123456789\n"
-        in text
-    )
-    assert "discovery_dns_up 0.5\n" in text
+def test_metrics_collector_reads_live_figures_as_counters_and_gauges() -> None:
+    figures = {"queries_total": ("counter", 123_456_789), "cache_entries": ("gauge", 0.5)}
+    registry = CollectorRegistry()
+    registry.register(DnsCollector(lambda: figures))
+    families = {
+        f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())
+    }
+    assert families["discovery_dns_queries"].type == "counter"
+    assert [s.value for s in families["discovery_dns_queries"].samples] == [123_456_789]
+    assert families["discovery_dns_cache_entries"].type == "gauge"
+    figures["queries_total"] = ("counter", 123_456_790)  # read again at every scrape
+    assert registry.get_sample_value("discovery_dns_queries_total") == 123_456_790
+    assert registry.get_sample_value("discovery_dns_cache_entries") == 0.5
