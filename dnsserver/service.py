@@ -29,7 +29,8 @@ from aiohttp import web
 
 from discovery.catalog import Catalog, CatalogChange, follow_catalog
 from discovery.settings import Settings
-from discovery.store import ConnectionLost, EtcdStore, WatchItem
+from discovery.store import EtcdStore
+from discovery.store_api import ConnectionLost, Store, WatchItem
 from dnsserver.answers import Zone
 from dnsserver.cache import PackedCache
 from dnsserver.forwarder import FORWARD_TIMEOUT_S, Forwarder
@@ -70,7 +71,10 @@ def _own_addresses(listen: tuple[tuple[str, int], ...]) -> tuple[str, ...]:
 
 
 class DnsService:
-    def __init__(self, settings: Settings, options: DnsOptions) -> None:
+    def __init__(self, settings: Settings, options: DnsOptions, store: Store | None = None) -> None:
+        """``store``: where the catalog comes from, owned by the caller; without
+        one, ``start`` opens an ``EtcdStore`` on the settings' endpoints and
+        ``close`` closes it."""
         self.settings = settings
         self.options = options
         self.catalog = Catalog(settings.prefix, settings.domain)
@@ -92,7 +96,8 @@ class DnsService:
         )
         self.etcd_outages = 0
         self.metrics_port: int | None = None
-        self._store: EtcdStore | None = None
+        self._given_store = store
+        self._own_store: EtcdStore | None = None
         self._feed: asyncio.Task[None] | None = None
         self._metrics: web.AppRunner | None = None
         self._started = time.monotonic()
@@ -111,8 +116,10 @@ class DnsService:
 
     async def _start(self) -> None:
         await self.server.start()
-        self._store = EtcdStore(self.settings)
-        self._feed = asyncio.get_running_loop().create_task(self._run_feed(self._store))
+        store = self._given_store
+        if store is None:
+            store = self._own_store = EtcdStore(self.settings)
+        self._feed = asyncio.get_running_loop().create_task(self._run_feed(store))
         if self.options.metrics is not None:
             host, port = self.options.metrics
             self._metrics, self.metrics_port = await start_metrics(host, port, self.metrics)
@@ -139,7 +146,7 @@ class DnsService:
         metrics, self._metrics = self._metrics, None
         if metrics is not None:
             await metrics.cleanup()
-        store, self._store = self._store, None
+        store, self._own_store = self._own_store, None
         if store is not None:
             await store.close()
 
@@ -152,7 +159,7 @@ class DnsService:
 
     # ------------------------------------------------------------ catalog feed
 
-    async def _run_feed(self, store: EtcdStore) -> None:
+    async def _run_feed(self, store: Store) -> None:
         """follow_catalog, restarted (with capped backoff) should it ever fail."""
         delay = 0.1
         while True:

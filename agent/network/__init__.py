@@ -129,9 +129,12 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
     """Run the network half until SIGTERM or SIGINT (the agent's one shared
     stop signal, agent.signals), then shut down cleanly (agent.network.agent)."""
     from agent.network.agent import NetworkAgent
+    from discovery.store import EtcdStore
 
-    agent = NetworkAgent(options_from_args(args), settings)
-    await agent.run(stop_event())
+    options = options_from_args(args)
+    async with EtcdStore(settings) as store:
+        agent = NetworkAgent(options, settings, store)
+        await agent.run(stop_event())
 
 
 __all__ = ["add_arguments", "run"]

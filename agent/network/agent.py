@@ -67,7 +67,7 @@ from discovery.errors import DiscoveryError, LeaseLost
 from discovery.flannel import NetworkConfig, SubnetLease
 from discovery.lease_keeper import LeaseKeeper
 from discovery.settings import Settings
-from discovery.store import Change, ConnectionLost, EtcdStore, Resumed, Snapshot
+from discovery.store_api import Change, ConnectionLost, Resumed, Snapshot, Store
 from discovery.tasks import run_until_one_ends
 
 log = logging.getLogger(__name__)
@@ -98,12 +98,14 @@ class NetworkAgent:
         self,
         options: NetworkOptions,
         settings: Settings,
+        store: Store,
         rng: random.Random | None = None,
     ) -> None:
+        """``store``: etcd, owned by the caller (who closes it after ``run``)."""
         self.options = options
         self.settings = settings
         self.rng = rng or random.SystemRandom()
-        self.store = EtcdStore(settings)
+        self.store = store
         self.netlink = Netlink()
         self.firewall = Firewall()
         self.subnets_prefix = flannel.subnets_prefix(settings.network_prefix)
@@ -290,7 +292,6 @@ class NetworkAgent:
                 )
         finally:
             self.netlink.close()
-            await self.store.close()
 
     async def _release(self) -> None:
         if self.lease_id is not None:
