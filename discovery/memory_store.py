@@ -10,8 +10,9 @@ What it keeps, as etcd does:
 
 * one revision counter for the whole store (an empty store is at 1), each
   key's create and mod revisions, and the history of changes since the last
-  compaction (``compact``, or on its own past ``history_limit`` events, as
-  etcd's revision auto-compaction does), so memory stays bounded;
+  compaction (``compact``, or on its own once twice ``history_limit`` events
+  pile up, down to the last ``history_limit``, as etcd's revision
+  auto-compaction does), so memory stays bounded;
 * leases whose TTLs really run out, on the event loop's clock (``loop.time()``:
   a test loop with a virtual clock makes minutes pass at once); expiry or
   revocation deletes the keys under the lease in one revision, which watches
