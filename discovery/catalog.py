@@ -26,7 +26,7 @@ from discovery.schema import (
     domain_root,
     parse_record_key,
 )
-from discovery.store import ConnectionLost, Resumed, Snapshot, WatchItem
+from discovery.store_api import ConnectionLost, Resumed, Snapshot, WatchItem
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from typing import Any, NoReturn
 from discovery import flannel, schema
 from discovery.errors import DiscoveryError, EtcdUnavailable, SchemaError, SettingsError
 from discovery.settings import Settings, add_settings_flags, settings_from_args
-from discovery.store import Change, ConnectionLost, EtcdStore, Resumed, Snapshot
+from discovery.store import EtcdStore
+from discovery.store_api import Change, ConnectionLost, Resumed, Snapshot, Store
 
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
@@ -125,7 +126,7 @@ LOOKUP_COLUMNS = ("service", "address", "port", "host", "container", "tags", "he
 
 
 async def read_endpoints(
-    store: EtcdStore, settings: Settings, service: str | None
+    store: Store, settings: Settings, service: str | None
 ) -> list[tuple[str, schema.Endpoint]]:
     """(key, endpoint) pairs; unparsable values are reported on stderr and left out."""
     if service is None:
@@ -143,7 +144,7 @@ async def read_endpoints(
     return found
 
 
-async def read_leases(store: EtcdStore, settings: Settings) -> list[dict[str, Any]]:
+async def read_leases(store: Store, settings: Settings) -> list[dict[str, Any]]:
     items, _ = await store.get_prefix(flannel.subnets_prefix(settings.network_prefix))
     rows = []
     for key in sorted(items):
@@ -170,7 +171,7 @@ async def read_leases(store: EtcdStore, settings: Settings) -> list[dict[str, An
 # ---------------------------------------------------------------- commands
 
 
-async def cmd_lookup(store: EtcdStore, settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_lookup(store: Store, settings: Settings, args: argparse.Namespace) -> int:
     service = schema.normalise_dns_label(args.service)
     endpoints = await read_endpoints(store, settings, service)
     if not endpoints:
@@ -179,7 +180,7 @@ async def cmd_lookup(store: EtcdStore, settings: Settings, args: argparse.Namesp
     return 0
 
 
-async def cmd_services(store: EtcdStore, settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_services(store: Store, settings: Settings, args: argparse.Namespace) -> int:
     by_service: dict[str, list[schema.Endpoint]] = {}
     for _, endpoint in await read_endpoints(store, settings, None):
         by_service.setdefault(endpoint.service, []).append(endpoint)
@@ -197,7 +198,7 @@ async def cmd_services(store: EtcdStore, settings: Settings, args: argparse.Name
     return 0
 
 
-async def cmd_register(store: EtcdStore, settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_register(store: Store, settings: Settings, args: argparse.Namespace) -> int:
     try:
         endpoint = schema.Endpoint(
             service=schema.normalise_dns_label(args.service),
@@ -222,7 +223,7 @@ async def cmd_register(store: EtcdStore, settings: Settings, args: argparse.Name
     return 0
 
 
-async def cmd_deregister(store: EtcdStore, settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_deregister(store: Store, settings: Settings, args: argparse.Namespace) -> int:
     service = schema.normalise_dns_label(args.service)
     matches = [
         key
@@ -238,13 +239,13 @@ async def cmd_deregister(store: EtcdStore, settings: Settings, args: argparse.Na
     return 0
 
 
-async def cmd_subnets(store: EtcdStore, settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_subnets(store: Store, settings: Settings, args: argparse.Namespace) -> int:
     rows = await read_leases(store, settings)
     emit(rows, ("subnet", "public_ip", "vtep_mac", "vni", "expires_in_s"), args.output)
     return 0
 
 
-async def cmd_hosts(store: EtcdStore, settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_hosts(store: Store, settings: Settings, args: argparse.Namespace) -> int:
     items, _ = await store.get_prefix(schema.nodes_prefix(settings.prefix, settings.domain))
     nodes = []
     for key in sorted(items):
@@ -297,7 +298,7 @@ def _watch_line(kind: str, key: str, endpoint: schema.Endpoint, output: str) -> 
     return f"{stamp} {kind:<7} {endpoint.service} {where}{node}{container} health={endpoint.health}"
 
 
-async def cmd_watch(store: EtcdStore, settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_watch(store: Store, settings: Settings, args: argparse.Namespace) -> int:
     if args.service:
         prefix = schema.service_prefix(
             settings.prefix, settings.domain, schema.normalise_dns_label(args.service)
@@ -387,19 +388,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+async def run_command(store: Store, settings: Settings, args: argparse.Namespace) -> int:
+    """Run the parsed command against ``store``, within the command budget (but watch)."""
+    if args.command == "watch":
+        return int(await args.handler(store, settings, args))
+    try:
+        return int(await asyncio.wait_for(args.handler(store, settings, args), COMMAND_BUDGET_S))
+    except TimeoutError as error:
+        raise EtcdUnavailable(
+            f"etcd did not answer within {COMMAND_BUDGET_S:.0f} s; tried "
+            + ", ".join(settings.etcd_endpoints)
+        ) from error
+
+
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     async with EtcdStore(settings) as store:
-        if args.command == "watch":
-            return int(await args.handler(store, settings, args))
-        try:
-            return int(
-                await asyncio.wait_for(args.handler(store, settings, args), COMMAND_BUDGET_S)
-            )
-        except TimeoutError as error:
-            raise EtcdUnavailable(
-                f"etcd did not answer within {COMMAND_BUDGET_S:.0f} s; tried "
-                + ", ".join(settings.etcd_endpoints)
-            ) from error
+        return await run_command(store, settings, args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from discovery.errors import DiscoveryError, EtcdUnavailable, LeaseLost
 from discovery.metrics import EtcdHealth
 from discovery.retry import Backoff
-from discovery.store import EtcdStore
+from discovery.store_api import Store
 
 log = logging.getLogger(__name__)
 RETRY_MIN_S = 0.2
@@ -46,7 +46,7 @@ RETRY_MAX_S = 0.5
 class LeaseKeeper:
     def __init__(
         self,
-        store: EtcdStore,
+        store: Store,
         ttl_s: int,
         on_new_lease: Callable[[int], Awaitable[None]],
         name: str = "agent",

@@ -1,5 +1,8 @@
 """The etcd store: the only module that imports the etcd client library (aetcd).
 
+``EtcdStore`` implements ``discovery.store_api.Store``; ``MemoryStore``
+(``discovery.memory_store``) is the other implementation, for tests.
+
 What it adds on top of the client:
 
 * several endpoints, as etcdctl's ``--endpoints``: a request that cannot reach
@@ -40,9 +43,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 import aetcd
@@ -53,6 +55,15 @@ import grpc
 from discovery.errors import DiscoveryError, EtcdUnavailable, LeaseLost, RevisionCompacted
 from discovery.retry import Backoff
 from discovery.settings import Settings, parse_endpoint
+from discovery.store_api import (  # defined beside the Store protocol; re-exported here
+    Change,
+    ConnectionLost,
+    KeyValue,
+    Resumed,
+    Snapshot,
+    Store,
+    WatchItem,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -76,45 +87,6 @@ WATCH_RETRY_MIN_S = 0.1
 # A watch is retried often: a reader (a DNS server, a network agent) is only as
 # fresh as its watch, and must catch up within a second or two of a heal.
 WATCH_RETRY_MAX_S = 0.5
-
-
-@dataclass(frozen=True)
-class KeyValue:
-    key: str
-    value: bytes
-    mod_revision: int
-    create_revision: int
-    lease: int
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Everything under the prefix at ``revision``: replace what you hold."""
-
-    items: dict[str, KeyValue]
-    revision: int
-
-
-@dataclass(frozen=True)
-class Change:
-    """One key put (value set) or deleted (value None) at ``revision``."""
-
-    key: str
-    value: bytes | None
-    revision: int
-
-
-@dataclass(frozen=True)
-class ConnectionLost:
-    reason: str
-
-
-@dataclass(frozen=True)
-class Resumed:
-    revision: int
-
-
-WatchItem = Snapshot | Change | ConnectionLost | Resumed
 
 
 # etcd's require-leader flag (rpctypes.MetadataRequireLeaderKey / MetadataHasLeader).
@@ -533,3 +505,7 @@ def _converted(error: BaseException, what: str) -> DiscoveryError:
     if "lease not found" in text:
         return LeaseLost(f"{what}: etcd lease not found (expired or revoked)")
     return DiscoveryError(f"etcd refused {what}: {text}")
+
+
+if TYPE_CHECKING:  # mypy checks that EtcdStore has every method of Store, with the same types
+    _conforms: type[Store] = EtcdStore

@@ -21,6 +21,7 @@ import sys
 from discovery.errors import DiscoveryError
 from discovery.logs import LEVELS, setup_logging
 from discovery.settings import Settings, add_settings_flags, settings_from_args
+from discovery.store import EtcdStore
 from dnsserver.forwarder import FORWARD_TIMEOUT_S
 from dnsserver.server import MAX_TCP_CONNECTIONS, TCP_IDLE_TIMEOUT_S, parse_listen
 from dnsserver.service import DnsOptions, DnsService
@@ -111,7 +112,7 @@ async def serve(settings: Settings, options: DnsOptions) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with DnsService(settings, options):
+    async with EtcdStore(settings) as store, DnsService(settings, options, store):
         await stop.wait()
     log.info("dns: stopped")
 

@@ -29,7 +29,8 @@ from discovery.catalog import Catalog, CatalogChange, follow_catalog
 from discovery.metrics import MetricsServer, new_registry, serve_metrics
 from discovery.retry import Backoff
 from discovery.settings import Settings
-from discovery.store import ConnectionLost, EtcdStore, WatchItem
+from discovery.store import EtcdStore
+from discovery.store_api import ConnectionLost, Store, WatchItem
 from dnsserver.answers import Zone
 from dnsserver.cache import PackedCache
 from dnsserver.forwarder import FORWARD_TIMEOUT_S, Forwarder
@@ -71,7 +72,10 @@ def _own_addresses(listen: tuple[tuple[str, int], ...]) -> tuple[str, ...]:
 
 
 class DnsService:
-    def __init__(self, settings: Settings, options: DnsOptions) -> None:
+    def __init__(self, settings: Settings, options: DnsOptions, store: Store | None = None) -> None:
+        """``store``: where the catalog comes from, owned by the caller; without
+        one, ``start`` opens an ``EtcdStore`` on the settings' endpoints and
+        ``close`` closes it."""
         self.settings = settings
         self.options = options
         self.catalog = Catalog(settings.prefix, settings.domain)
@@ -95,7 +99,8 @@ class DnsService:
         self.registry = new_registry()
         self.registry.register(DnsCollector(self.metrics))
         self.metrics_port: int | None = None
-        self._store: EtcdStore | None = None
+        self._given_store = store
+        self._own_store: EtcdStore | None = None
         self._feed: asyncio.Task[None] | None = None
         self._metrics: MetricsServer | None = None
         self._started = time.monotonic()
@@ -114,8 +119,10 @@ class DnsService:
 
     async def _start(self) -> None:
         await self.server.start()
-        self._store = EtcdStore(self.settings)
-        self._feed = asyncio.get_running_loop().create_task(self._run_feed(self._store))
+        store = self._given_store
+        if store is None:
+            store = self._own_store = EtcdStore(self.settings)
+        self._feed = asyncio.get_running_loop().create_task(self._run_feed(store))
         if self.options.metrics is not None:
             host, port = self.options.metrics
             self._metrics = await serve_metrics(self.registry, host, port)
@@ -139,7 +146,7 @@ class DnsService:
         metrics, self._metrics = self._metrics, None
         if metrics is not None:
             await metrics.close()
-        store, self._store = self._store, None
+        store, self._own_store = self._own_store, None
         if store is not None:
             await store.close()
 
@@ -152,7 +159,7 @@ class DnsService:
 
     # ------------------------------------------------------------ catalog feed
 
-    async def _run_feed(self, store: EtcdStore) -> None:
+    async def _run_feed(self, store: Store) -> None:
         """follow_catalog, restarted (with capped backoff) should it ever fail."""
         backoff = Backoff(FEED_RETRY_MIN_S, FEED_RETRY_MAX_S)
         while True:

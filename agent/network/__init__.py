@@ -135,9 +135,12 @@ async def run(
     ``registry``: where its metrics go (agent/cli.py serves it for --metrics)."""
     from agent.network.agent import NetworkAgent
     from agent.network.metrics import NetworkMetrics
+    from discovery.store import EtcdStore
 
-    agent = NetworkAgent(options_from_args(args), settings, metrics=NetworkMetrics(registry))
-    await agent.run(stop_event())
+    options = options_from_args(args)
+    async with EtcdStore(settings) as store:
+        agent = NetworkAgent(options, settings, store, metrics=NetworkMetrics(registry))
+        await agent.run(stop_event())
 
 
 __all__ = ["add_arguments", "run"]

@@ -69,7 +69,7 @@ from discovery.flannel import NetworkConfig, SubnetLease
 from discovery.lease_keeper import LeaseKeeper
 from discovery.retry import Backoff
 from discovery.settings import Settings
-from discovery.store import Change, ConnectionLost, EtcdStore, Resumed, Snapshot
+from discovery.store_api import Change, ConnectionLost, Resumed, Snapshot, Store
 from discovery.tasks import run_until_one_ends
 
 log = logging.getLogger(__name__)
@@ -100,13 +100,15 @@ class NetworkAgent:
         self,
         options: NetworkOptions,
         settings: Settings,
+        store: Store,
         rng: random.Random | None = None,
         metrics: NetworkMetrics | None = None,
     ) -> None:
+        """``store``: etcd, owned by the caller (who closes it after ``run``)."""
         self.options = options
         self.settings = settings
         self.rng = rng or random.SystemRandom()
-        self.store = EtcdStore(settings)
+        self.store = store
         self.netlink = Netlink()
         self.firewall = Firewall()
         self.subnets_prefix = flannel.subnets_prefix(settings.network_prefix)
@@ -297,7 +299,6 @@ class NetworkAgent:
                 )
         finally:
             self.netlink.close()
-            await self.store.close()
 
     async def _release(self) -> None:
         if self.lease_id is not None:

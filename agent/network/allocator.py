@@ -1,7 +1,7 @@
 """Subnet leases in etcd, flannel's way: read the config, claim a subnet, keep it.
 
 The I/O shell around ``agent.network.subnets``. It talks to etcd only through
-``discovery.store.EtcdStore``::
+the ``discovery.store_api.Store`` it is given (``EtcdStore``, or ``MemoryStore`` in tests)::
 
     <prefix>/config                     the network config (flannel's JSON)
     <prefix>/subnets/10.5.1.0-24        this host's lease, under an etcd lease
@@ -27,7 +27,7 @@ from discovery import flannel
 from discovery.errors import DiscoveryError, SchemaError
 from discovery.flannel import NetworkConfig, SubnetLease
 from discovery.retry import Backoff
-from discovery.store import EtcdStore, KeyValue
+from discovery.store_api import KeyValue, Store
 
 log = logging.getLogger(__name__)
 MAX_CLAIM_ATTEMPTS = 16
@@ -53,7 +53,7 @@ def parse_leases(network_prefix: str, items: dict[str, KeyValue]) -> Leases:
 class SubnetAllocator:
     def __init__(
         self,
-        store: EtcdStore,
+        store: Store,
         network_prefix: str,
         public_ip: ipaddress.IPv4Address,
         rng: random.Random | None = None,

@@ -10,7 +10,8 @@ lease expires and its records go with it. The pieces:
   name, which records, which event matters, what to write);
 * ``docker_source``: the Docker API (list, inspect, events), the only module
   here that imports the Docker SDK;
-* ``writer``: the etcd side, through ``EtcdStore`` and ``LeaseKeeper``;
+* ``writer``: the etcd side, through the ``Store`` it is given (``run``
+  gives it an ``EtcdStore``) and ``LeaseKeeper``;
 * ``runner``: the loop joining them, one worker per container.
 
 ``add_arguments`` and ``run`` are what ``agent/cli.py`` calls.

@@ -48,7 +48,7 @@ from discovery.schema import (
     services_prefix,
 )
 from discovery.settings import Settings
-from discovery.store import EtcdStore
+from discovery.store_api import Store
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ MAX_PARALLEL_WRITES = 64
 class RecordWriter:
     def __init__(
         self,
-        store: EtcdStore,
+        store: Store,
         settings: Settings,
         node: str,
         node_address: str | None,
