@@ -144,12 +144,12 @@ async def read_endpoints(
     return found
 
 
-async def read_leases(store: Store, settings: Settings) -> list[dict[str, Any]]:
+async def read_subnet_leases(store: Store, settings: Settings) -> list[dict[str, Any]]:
     items, _ = await store.get_prefix(flannel.subnets_prefix(settings.network_prefix))
     rows = []
     for key in sorted(items):
         try:
-            lease = flannel.parse_lease(settings.network_prefix, key, items[key].value)
+            lease = flannel.parse_subnet_lease(settings.network_prefix, key, items[key].value)
         except SchemaError as error:
             print(f"discoveryctl: skipping {key}: {error}", file=sys.stderr)
             continue
@@ -240,7 +240,7 @@ async def cmd_deregister(store: Store, settings: Settings, args: argparse.Namesp
 
 
 async def cmd_subnets(store: Store, settings: Settings, args: argparse.Namespace) -> int:
-    rows = await read_leases(store, settings)
+    rows = await read_subnet_leases(store, settings)
     emit(rows, ("subnet", "public_ip", "vtep_mac", "vni", "expires_in_s"), args.output)
     return 0
 
@@ -253,7 +253,7 @@ async def cmd_hosts(store: Store, settings: Settings, args: argparse.Namespace) 
             nodes.append(schema.decode_node(items[key].value))
         except SchemaError as error:
             print(f"discoveryctl: skipping {key}: {error}", file=sys.stderr)
-    leases = {row["public_ip"]: row for row in await read_leases(store, settings)}
+    leases = {row["public_ip"]: row for row in await read_subnet_leases(store, settings)}
     counts: dict[str, int] = {}
     for _, endpoint in await read_endpoints(store, settings, None):
         counts[endpoint.node] = counts.get(endpoint.node, 0) + 1

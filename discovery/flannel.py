@@ -13,7 +13,7 @@ them and flannel's tools read them::
 Defaults and checks follow flannel's (pkg/subnet/config.go): SubnetLen 24
 when the Network is a /22 or larger, else the Network's length + 2; SubnetMin
 the second subnet (the first is never leased), SubnetMax the last one.
-``screen_leases`` decides which leases may reach the kernel. Pure: parsing,
+``screen_subnet_leases`` decides which leases may reach the kernel. Pure: parsing,
 encoding, checking, and the arithmetic the defaults need.
 """
 
@@ -173,7 +173,7 @@ class SubnetLease:
     backend_type: str = "vxlan"
 
 
-def encode_lease_value(lease: SubnetLease) -> bytes:
+def encode_subnet_lease(lease: SubnetLease) -> bytes:
     data = {
         "PublicIP": str(lease.public_ip),
         "BackendType": lease.backend_type,
@@ -188,9 +188,9 @@ def _shown(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def parse_lease(network_prefix: str, key: str, raw: bytes | str) -> SubnetLease:
+def parse_subnet_lease(network_prefix: str, key: str, raw: bytes | str) -> SubnetLease:
     """A lease as written: well-formed key and fields. Whether it fits the
-    network config, and the other leases, is ``screen_leases``'s question."""
+    network config, and the other leases, is ``screen_subnet_leases``'s question."""
     subnet = parse_subnet_key(network_prefix, key)
     data = load_json_object(raw, f"lease {subnet}")
     text = data.get("PublicIP")
@@ -223,7 +223,7 @@ _NOT_UNICAST = tuple(
 )
 
 
-def lease_problem(config: NetworkConfig, lease: SubnetLease) -> str | None:
+def subnet_lease_problem(config: NetworkConfig, lease: SubnetLease) -> str | None:
     """Why this lease must not be programmed under ``config``, or None if it may.
 
     The key already parsed as an aligned network (``parse_subnet_key``); here
@@ -250,22 +250,22 @@ def lease_problem(config: NetworkConfig, lease: SubnetLease) -> str | None:
     return None
 
 
-def screen_leases(
+def screen_subnet_leases(
     config: NetworkConfig, leases: Mapping[str, SubnetLease]
 ) -> tuple[dict[str, SubnetLease], dict[str, str]]:
     """Split leases (by key) into those that may be programmed and the rest, with why.
 
-    Besides each lease's own checks (``lease_problem``), leases that share a
+    Besides each lease's own checks (``subnet_lease_problem``), leases that share a
     VtepMAC are all refused until only one is left: the kernel sends a MAC to
     one place only, and guessing which claim is real could send one host's
-    traffic to another. (Overlapping subnets cannot pass ``lease_problem``:
+    traffic to another. (Overlapping subnets cannot pass ``subnet_lease_problem``:
     every kept lease is an aligned subnet of the one SubnetLen, each under its
     own key.)
     """
     problems: dict[str, str] = {}
     fitting: dict[str, SubnetLease] = {}
     for key, lease in leases.items():
-        problem = lease_problem(config, lease)
+        problem = subnet_lease_problem(config, lease)
         if problem is None:
             fitting[key] = lease
         else:

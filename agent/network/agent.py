@@ -125,7 +125,7 @@ class NetworkAgent:
         self.firewall_set = False
         # lease key -> lease, as last seen in etcd (other hosts' and our own),
         # before screening against the config
-        self.leases: dict[str, SubnetLease] = {}
+        self.subnet_leases: dict[str, SubnetLease] = {}
         # lease key -> why it is not programmed; each is logged once
         self.unparsed: dict[str, str] = {}  # not a lease at all
         self.refused: dict[str, str] = {}  # a lease that does not fit the config
@@ -139,7 +139,9 @@ class NetworkAgent:
         self.metrics.subnet_lease_held.set_function(
             lambda: self.keeper is not None and self.keeper.lease_id is not None
         )
-        self.metrics.remote_leases.set_function(lambda: len(self.leases.keys() - {self._own_key()}))
+        self.metrics.remote_leases.set_function(
+            lambda: len(self.subnet_leases.keys() - {self._own_key()})
+        )
 
     # ------------------------------------------------------------ lifecycle
 
@@ -175,7 +177,7 @@ class NetworkAgent:
         await run_until_one_ends(
             {
                 "network-lease": self.keeper.run(),
-                "network-watch": self._follow_leases(),
+                "network-watch": self._follow_subnet_leases(),
                 "network-reconcile": self._reconcile_loop(),
             }
         )
@@ -202,7 +204,7 @@ class NetworkAgent:
         save_remembered(options.state_dir, Remembered(remembered.subnet, self.vtep_mac))
 
         self.own = await self._first_claim(remembered.subnet)
-        await self._apply_own_lease()
+        await self._apply_own_subnet_lease()
         log.info(
             "network ready: subnet %s on %s (VTEP MAC %s)",
             self.own.subnet, self.device_name, self.vtep_mac,
@@ -233,7 +235,7 @@ class NetworkAgent:
                     waiting = True
                 await backoff.wait()
 
-    async def _apply_own_lease(self) -> None:
+    async def _apply_own_subnet_lease(self) -> None:
         """Device, address, rules, files: everything that follows from our lease."""
         assert self.own is not None and self.config is not None
         save_remembered(self.options.state_dir, Remembered(self.own.subnet, self.vtep_mac))
@@ -342,7 +344,7 @@ class NetworkAgent:
             "host need Docker restarted with the new subnet.env",
             old.subnet, self.own.subnet,
         )  # fmt: skip
-        await self._apply_own_lease()
+        await self._apply_own_subnet_lease()
 
     # ------------------------------------------------------------ following leases
 
@@ -351,14 +353,14 @@ class NetworkAgent:
             return None
         return flannel.subnet_key(self.settings.network_prefix, self.own.subnet)
 
-    async def _follow_leases(self) -> None:
+    async def _follow_subnet_leases(self) -> None:
         async for item in self.store.follow_prefix(self.subnets_prefix):
             if isinstance(item, Snapshot):
-                self.leases = {}
+                self.subnet_leases = {}
                 unparsed = dict(self.unparsed)
                 self.unparsed = {}
                 for key, kv in item.items.items():
-                    self._parse_into_leases(key, kv.value, unparsed.get(key))
+                    self._parse_into_subnet_leases(key, kv.value, unparsed.get(key))
                 self.have_snapshot = True
                 self.metrics.etcd.reached()
                 self._check_own_key()
@@ -374,12 +376,12 @@ class NetworkAgent:
                 log.info("etcd watch resumed at revision %d", item.revision)
 
     def _on_change(self, change: Change) -> None:
-        old = self.leases.pop(change.key, None)
+        old = self.subnet_leases.pop(change.key, None)
         if old is not None:
             self.pending.append(old)
         logged = self.unparsed.pop(change.key, None)
         if change.value is not None:
-            lease = self._parse_into_leases(change.key, change.value, logged)
+            lease = self._parse_into_subnet_leases(change.key, change.value, logged)
             if lease is not None:
                 self.pending.append(lease)
         if change.key == self._own_key():
@@ -387,17 +389,19 @@ class NetworkAgent:
             self.full_pass = True
         self.dirty.set()
 
-    def _parse_into_leases(self, key: str, value: bytes, logged: str | None) -> SubnetLease | None:
+    def _parse_into_subnet_leases(
+        self, key: str, value: bytes, logged: str | None
+    ) -> SubnetLease | None:
         """Parse one value under the subnets prefix into ``leases``, or log why not
         (unless ``logged`` already said the same)."""
         try:
-            lease = flannel.parse_lease(self.settings.network_prefix, key, value)
+            lease = flannel.parse_subnet_lease(self.settings.network_prefix, key, value)
         except DiscoveryError as error:
             if str(error) != logged:
                 log.error("not programming lease %s: %s", key, error)
             self.unparsed[key] = str(error)
             return None
-        self.leases[key] = lease
+        self.subnet_leases[key] = lease
         return lease
 
     def _check_own_key(self) -> None:
@@ -405,7 +409,7 @@ class NetworkAgent:
         key = self._own_key()
         if key is None:
             return
-        holder = self.leases.get(key)
+        holder = self.subnet_leases.get(key)
         if holder is None or self.own is None or holder.public_ip != self.own.public_ip:
             log.error("our lease %s is gone or taken over in etcd; claiming again", key)
             if self.keeper is not None:
@@ -421,12 +425,12 @@ class NetworkAgent:
         key, which the incremental scope would not cover.
         """
         assert self.config is not None
-        valid, refused = flannel.screen_leases(self.config, self.leases)
+        valid, refused = flannel.screen_subnet_leases(self.config, self.subnet_leases)
         for key, why in refused.items():
             if self.refused.get(key) != why:
                 log.error("not programming lease %s: %s", key, why)
         for key in self.refused.keys() - refused.keys():
-            if key in self.leases:
+            if key in self.subnet_leases:
                 log.warning("lease %s is valid now; programming it", key)
         if refused != self.refused:
             self.full_pass = True

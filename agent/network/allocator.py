@@ -22,7 +22,7 @@ import random
 from collections.abc import Callable
 
 from agent.network.errors import NetworkConfigMissing, SubnetContention
-from agent.network.subnets import choose_subnet, stale_own_leases
+from agent.network.subnets import choose_subnet, stale_own_subnet_leases
 from discovery import flannel
 from discovery.errors import DiscoveryError, SchemaError
 from discovery.flannel import NetworkConfig, SubnetLease
@@ -37,12 +37,12 @@ CONFIG_POLL_S = 1.0
 Leases = dict[ipaddress.IPv4Network, tuple[SubnetLease, KeyValue]]
 
 
-def parse_leases(network_prefix: str, items: dict[str, KeyValue]) -> Leases:
+def parse_subnet_leases(network_prefix: str, items: dict[str, KeyValue]) -> Leases:
     """Every lease that parses; a broken one is logged and skipped, not fatal."""
     leases: Leases = {}
     for key, kv in items.items():
         try:
-            lease = flannel.parse_lease(network_prefix, key, kv.value)
+            lease = flannel.parse_subnet_lease(network_prefix, key, kv.value)
         except SchemaError as error:
             log.warning("skipping lease %s: %s", key, error)
             continue
@@ -97,9 +97,9 @@ class SubnetAllocator:
 
     # ------------------------------------------------------------ leases
 
-    async def list_leases(self) -> tuple[Leases, int]:
+    async def list_subnet_leases(self) -> tuple[Leases, int]:
         items, revision = await self.store.get_prefix(flannel.subnets_prefix(self.network_prefix))
-        return parse_leases(self.network_prefix, items), revision
+        return parse_subnet_leases(self.network_prefix, items), revision
 
     async def acquire(
         self,
@@ -115,12 +115,12 @@ class SubnetAllocator:
         """
         pause = Backoff(CLAIM_RETRY_MAX_S, jitter=True, rng=self.rng)
         for attempt in range(1, self.max_attempts + 1):
-            leases, _ = await self.list_leases()
+            leases, _ = await self.list_subnet_leases()
             plain = {subnet: lease for subnet, (lease, _) in leases.items()}
             choice = choose_subnet(config, plain, self.public_ip, remembered, self.rng)
             lease = SubnetLease(choice.subnet, self.public_ip, vtep_mac, config.vni)
             key = flannel.subnet_key(self.network_prefix, choice.subnet)
-            value = flannel.encode_lease_value(lease)
+            value = flannel.encode_subnet_lease(lease)
             if choice.reason == "existing":
                 won = await self.store.put_if_revision(
                     key, value, leases[choice.subnet][1].mod_revision, lease_id
@@ -132,7 +132,7 @@ class SubnetAllocator:
                     "leased %s (%s subnet, attempt %d)", choice.subnet, choice.reason, attempt,
                     extra={"fields": {"subnet": str(choice.subnet), "key": key}},
                 )  # fmt: skip
-                for stale in stale_own_leases(plain, self.public_ip, choice.subnet):
+                for stale in stale_own_subnet_leases(plain, self.public_ip, choice.subnet):
                     stale_key = flannel.subnet_key(self.network_prefix, stale)
                     log.info("deleting this host's old lease %s", stale_key)
                     await self.store.delete(stale_key)
@@ -150,12 +150,12 @@ class SubnetAllocator:
         """Write our lease again under ``lease_id`` if the key is free or still
         ours (same PublicIP). False if another host holds the subnet now."""
         key = flannel.subnet_key(self.network_prefix, lease.subnet)
-        value = flannel.encode_lease_value(lease)
+        value = flannel.encode_subnet_lease(lease)
         current = await self.store.get(key)
         if current is None:
             return await self.store.create_if_absent(key, value, lease_id)
         try:
-            holder = flannel.parse_lease(self.network_prefix, key, current.value)
+            holder = flannel.parse_subnet_lease(self.network_prefix, key, current.value)
         except SchemaError:
             return False
         if holder.public_ip != self.public_ip:

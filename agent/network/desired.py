@@ -61,7 +61,7 @@ class KernelEntries:
         return len(self.neighbours) + len(self.fdb) + len(self.routes)
 
 
-def entries_for_lease(lease: SubnetLease) -> tuple[NeighbourEntry, FdbEntry, RouteEntry]:
+def entries_for_subnet_lease(lease: SubnetLease) -> tuple[NeighbourEntry, FdbEntry, RouteEntry]:
     """The three entries one remote lease needs, in the order they are added."""
     vtep_address = lease.subnet.network_address
     return (
@@ -95,7 +95,7 @@ def desired_entries(
         ):
             continue
         used_addresses.add(lease.subnet.network_address)
-        neighbour, forwarding, route = entries_for_lease(lease)
+        neighbour, forwarding, route = entries_for_subnet_lease(lease)
         neighbours.add(neighbour)
         fdb.add(forwarding)
         routes.add(route)

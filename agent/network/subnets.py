@@ -82,7 +82,7 @@ def pick_free_subnet(
     return subnet_at(config, wanted)
 
 
-def lease_is_valid(config: NetworkConfig, lease: SubnetLease) -> bool:
+def subnet_lease_is_valid(config: NetworkConfig, lease: SubnetLease) -> bool:
     """Still usable under this config: right size, in range, same backend and VNI."""
     return (
         in_range(config, lease.subnet)
@@ -113,7 +113,7 @@ def choose_subnet(
         key=lambda subnet: int(subnet.network_address),
     )
     for subnet in ours:
-        if lease_is_valid(config, leases[subnet]):
+        if subnet_lease_is_valid(config, leases[subnet]):
             return Choice(subnet, "existing")
     if remembered is not None and in_range(config, remembered) and remembered not in leases:
         return Choice(remembered, "remembered")
@@ -127,7 +127,7 @@ def choose_subnet(
     return Choice(picked, "random")
 
 
-def stale_own_leases(
+def stale_own_subnet_leases(
     leases: Mapping[IPv4Network, SubnetLease],
     public_ip: ipaddress.IPv4Address,
     keep: IPv4Network,

@@ -40,7 +40,7 @@ import sys
 import time
 from pathlib import Path
 
-from agent.network.desired import entries_for_lease
+from agent.network.desired import entries_for_subnet_lease
 from agent.network.netlink import Netlink
 from discovery import flannel
 from discovery.settings import Settings
@@ -122,7 +122,7 @@ class Watchers:
     async def check_entries(self, lease: flannel.SubnetLease, present: bool) -> None:
         """The neighbour and FDB entries must be there with the route (added
         first), and gone soon after it (removed after the route)."""
-        neighbour, fdb, route = entries_for_lease(lease)
+        neighbour, fdb, route = entries_for_subnet_lease(lease)
         for netns, (reader, ifindex) in self.readers.items():
             deadline = time.perf_counter() + 1.0
             while True:
@@ -188,7 +188,7 @@ async def convergence(lab: OverlayLab, hosts: list[Host], trials: int) -> dict[s
                 )
                 key = flannel.subnet_key(PREFIX, lease.subnet)
                 t0 = time.perf_counter()
-                await store.put(key, flannel.encode_lease_value(lease))
+                await store.put(key, flannel.encode_subnet_lease(lease))
                 each = await watchers.wait("add", lease.subnet, t0)
                 result["each"].extend(each)
                 result["all"].append(max(each))

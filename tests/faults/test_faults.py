@@ -146,7 +146,7 @@ class FaultLab:
         found: dict[str, flannel.SubnetLease] = {}
         for key, value in self._get_prefix("/coreos.com/network/subnets/").items():
             try:
-                lease = flannel.parse_lease("/coreos.com/network", key, value)
+                lease = flannel.parse_subnet_lease("/coreos.com/network", key, value)
             except DiscoveryError:
                 continue
             host = by_ip.get(str(lease.public_ip))

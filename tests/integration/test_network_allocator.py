@@ -55,7 +55,7 @@ async def test_twenty_agents_at_once_get_twenty_distinct_subnets(etcd_settings):
     assert len(stored) == 20
     for lease in leases:
         kv = stored[flannel.subnet_key(etcd_settings.network_prefix, lease.subnet)]
-        assert flannel.parse_lease(etcd_settings.network_prefix, kv.key, kv.value) == lease
+        assert flannel.parse_subnet_lease(etcd_settings.network_prefix, kv.key, kv.value) == lease
         assert kv.lease != 0  # attached to an etcd lease
 
 
@@ -126,7 +126,7 @@ async def test_an_old_lease_of_this_host_is_deleted_when_it_claims_another(etcd_
         stale = flannel.SubnetLease(N("10.26.5.0/25"), A("192.168.50.3"), "0e:00:00:00:00:03")
         await store.put(
             flannel.subnet_key(etcd_settings.network_prefix, stale.subnet),
-            flannel.encode_lease_value(stale),
+            flannel.encode_subnet_lease(stale),
         )
     lease = await acquire_as(etcd_settings, 3)
     assert list(await lease_keys(etcd_settings)) == [
@@ -146,7 +146,7 @@ async def test_renew_rewrites_a_deleted_lease_but_not_one_taken_over(etcd_settin
         assert await allocator.renew(lease, lease_id)
         assert (await store.get(key)) is not None
         thief = flannel.SubnetLease(lease.subnet, A("192.168.50.2"), "0e:00:00:00:00:02")
-        await store.put(key, flannel.encode_lease_value(thief))
+        await store.put(key, flannel.encode_subnet_lease(thief))
         assert not await allocator.renew(lease, lease_id)
 
 

@@ -60,7 +60,7 @@ def leases(lab: OverlayLab) -> dict[str, flannel.SubnetLease]:
     """Every lease in etcd, by key (etcdctl prints key and value on alternate lines)."""
     lines = etcdctl(lab.endpoints, "get", "--prefix", f"{PREFIX}/subnets/").splitlines()
     return {
-        key: flannel.parse_lease(PREFIX, key, value)
+        key: flannel.parse_subnet_lease(PREFIX, key, value)
         for key, value in zip(lines[0::2], lines[1::2], strict=True)
     }
 
@@ -440,7 +440,7 @@ def test_subnet_exhaustion_ends_the_agent_with_one_clear_error(lab):
             vni=9,
         )
         key = flannel.subnet_key(prefix, other.subnet)
-        etcdctl(lab.endpoints, "put", key, flannel.encode_lease_value(other).decode())
+        etcdctl(lab.endpoints, "put", key, flannel.encode_subnet_lease(other).decode())
     host = lab.hosts[3]
     result = subprocess.run(
         ["nsenter", f"--net=/run/netns/{host.netns}", agent_binary(), "network",

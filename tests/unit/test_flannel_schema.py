@@ -103,13 +103,13 @@ def test_lease_value_is_flannels_json_and_parses_back():
         ipaddress.IPv4Address("192.168.100.11"),
         "7a:1b:2c:3d:4e:5f",
     )
-    raw = flannel.encode_lease_value(lease)
+    raw = flannel.encode_subnet_lease(lease)
     assert json.loads(raw) == {
         "PublicIP": "192.168.100.11",
         "BackendType": "vxlan",
         "BackendData": {"VNI": 1, "VtepMAC": "7a:1b:2c:3d:4e:5f"},
     }
-    assert flannel.parse_lease(NET, flannel.subnet_key(NET, lease.subnet), raw) == lease
+    assert flannel.parse_subnet_lease(NET, flannel.subnet_key(NET, lease.subnet), raw) == lease
 
 
 @pytest.mark.parametrize(
@@ -129,7 +129,7 @@ def test_lease_value_is_flannels_json_and_parses_back():
 )
 def test_bad_lease_values_are_rejected(raw, reason):
     with pytest.raises(SchemaError, match=reason):
-        flannel.parse_lease(NET, f"{NET}/subnets/10.5.1.0-24", raw)
+        flannel.parse_subnet_lease(NET, f"{NET}/subnets/10.5.1.0-24", raw)
 
 
 # ---------------------------------------------------------------- screening
@@ -164,7 +164,7 @@ def lease(subnet: str, public_ip: str = "192.168.100.12", mac: str = "7a:00:00:0
 )
 def test_a_lease_that_does_not_fit_the_config_is_refused_with_its_reason(bad, reason):
     good = lease("10.5.1.0/24", "192.168.100.11", "7a:00:00:00:00:01")
-    valid, problems = flannel.screen_leases(CONFIG, {"good": good, "bad": bad})
+    valid, problems = flannel.screen_subnet_leases(CONFIG, {"good": good, "bad": bad})
     assert valid == {"good": good}
     assert reason in problems["bad"]
 
@@ -173,13 +173,13 @@ def test_leases_sharing_a_vtep_mac_are_all_refused_until_one_is_left():
     one = lease("10.5.1.0/24", "192.168.100.11", "7a:00:00:00:00:09")
     two = lease("10.5.2.0/24", "192.168.100.12", "7a:00:00:00:00:09")
     three = lease("10.5.3.0/24", "192.168.100.13", "7a:00:00:00:00:03")
-    valid, problems = flannel.screen_leases(CONFIG, {"1": one, "2": two, "3": three})
+    valid, problems = flannel.screen_subnet_leases(CONFIG, {"1": one, "2": two, "3": three})
     assert valid == {"3": three}
     assert problems == {
         "1": "VtepMAC 7a:00:00:00:00:09 is also claimed by 10.5.2.0/24",
         "2": "VtepMAC 7a:00:00:00:00:09 is also claimed by 10.5.1.0/24",
     }
-    valid, problems = flannel.screen_leases(CONFIG, {"1": one, "3": three})
+    valid, problems = flannel.screen_subnet_leases(CONFIG, {"1": one, "3": three})
     assert (valid, problems) == ({"1": one, "3": three}, {})
 
 

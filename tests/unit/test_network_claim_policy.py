@@ -59,7 +59,7 @@ async def holder(store: MemoryStore, subnet: ipaddress.IPv4Network) -> tuple[str
     kv = await store.get(flannel.subnet_key(PREFIX, subnet))
     if kv is None:
         return None
-    return str(flannel.parse_lease(PREFIX, kv.key, kv.value).public_ip), kv.lease
+    return str(flannel.parse_subnet_lease(PREFIX, kv.key, kv.value).public_ip), kv.lease
 
 
 @in_virtual_time

@@ -12,7 +12,7 @@ from agent.network.subnets import (
     index_of,
     pick_free_subnet,
     random_vtep_mac,
-    stale_own_leases,
+    stale_own_subnet_leases,
     subnet_at,
     subnet_count,
 )
@@ -153,7 +153,10 @@ def test_stale_own_leases_are_all_ours_but_the_kept_one():
         lease("10.5.3.0/24"),
         lease("10.5.4.0/25", ME),
     )
-    assert stale_own_leases(current, ME, N("10.5.1.0/24")) == [N("10.5.2.0/24"), N("10.5.4.0/25")]
+    assert stale_own_subnet_leases(current, ME, N("10.5.1.0/24")) == [
+        N("10.5.2.0/24"),
+        N("10.5.4.0/25"),
+    ]
 
 
 def test_random_vtep_mac_is_locally_administered_unicast():
