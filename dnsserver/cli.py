@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--listen",
+        metavar="ADDR[:PORT]",
         action="append",
         type=_address(53),  # type: ignore[arg-type]
         help=f"address to answer on, UDP and TCP (repeatable; default {DEFAULT_LISTEN}; "
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--upstream",
+        metavar="ADDR[:PORT]",
         action="append",
         default=[],
         type=_address(53),  # type: ignore[arg-type]
@@ -70,24 +72,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--forward-timeout",
+        metavar="SECONDS",
         type=_positive(float),  # type: ignore[arg-type]
         default=FORWARD_TIMEOUT_S,
         help=f"seconds to wait for each upstream (default {FORWARD_TIMEOUT_S:g})",
     )
     parser.add_argument(
         "--tcp-idle-timeout",
+        metavar="SECONDS",
         type=_positive(float),  # type: ignore[arg-type]
         default=TCP_IDLE_TIMEOUT_S,
         help=f"close a TCP connection idle this many seconds (default {TCP_IDLE_TIMEOUT_S:g})",
     )
     parser.add_argument(
         "--max-tcp-connections",
+        metavar="N",
         type=_positive(int),  # type: ignore[arg-type]
         default=MAX_TCP_CONNECTIONS,
         help=f"TCP connections served at once (default {MAX_TCP_CONNECTIONS})",
     )
     parser.add_argument(
         "--metrics",
+        metavar="ADDR[:PORT]",
         type=_address(9153),  # type: ignore[arg-type]
         help="serve /metrics (Prometheus text) on this address, e.g. 127.0.0.1:9153",
     )

@@ -38,11 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("overlay network (flannel-style)")
     group.add_argument(
         "--public-ip",
+        metavar="IP",
         help="this host's underlay address, published as PublicIP "
         "(default: the first IPv4 address of --iface)",
     )
     group.add_argument(
         "--iface",
+        metavar="IFACE",
         help="underlay interface for VXLAN traffic (default: the one holding --public-ip, "
         "else the default route's)",
     )
@@ -59,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--state-dir",
+        metavar="DIR",
         default=DEFAULT_STATE_DIR,
         help=f"where the subnet and VTEP MAC are remembered (default {DEFAULT_STATE_DIR})",
     )
@@ -74,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--reconcile-interval",
+        metavar="SECONDS",
         type=float,
         default=RECONCILE_INTERVAL_S,
         help=f"seconds between full checks of the kernel entries "
@@ -81,12 +85,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--subnet-lease-ttl",
+        metavar="SECONDS",
         type=int,
         default=SUBNET_LEASE_TTL_S,
         help=f"TTL in seconds of the etcd lease under the subnet lease "
         f"(default {SUBNET_LEASE_TTL_S}; flannel uses 24 h)",
     )
-    group.add_argument("--vxlan-device", help="name of the VXLAN device (default flannel.<VNI>)")
+    group.add_argument(
+        "--vxlan-device", metavar="NAME", help="name of the VXLAN device (default flannel.<VNI>)"
+    )
     group.add_argument(
         "--no-iptables",
         action="store_true",

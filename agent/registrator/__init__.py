@@ -55,22 +55,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("registrator (services)")
     group.add_argument(
         "--docker-host",
+        metavar="URL",
         default=os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST,
         help=f"Docker daemon URL (default: $DOCKER_HOST, else {DEFAULT_DOCKER_HOST})",
     )
     group.add_argument(
         "--host-name",
+        metavar="NAME",
         default=None,
         help="this lab host's name in records (default: the machine's hostname)",
     )
     group.add_argument(
         "--node-ip",
+        metavar="IP",
         default=None,
         help="this host's own address for its node record (HOST.node.<domain>); "
         "default: --advertise-ip, else --public-ip, else the default route's source address",
     )
     group.add_argument(
         "--services-state-dir",
+        metavar="DIR",
         type=Path,
         default=DEFAULT_STATE_DIR,
         help="where the agent keeps its etcd lease ids, to tell its own records from "
@@ -78,6 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--advertise-ip",
+        metavar="IP",
         default=None,
         help="host-address mode: register this address and the published ports, "
         "as registrator does without -internal (default: the containers' own addresses)",
