@@ -321,7 +321,8 @@ def run_lab_command(args: argparse.Namespace) -> int:
             rows.append(
                 {
                     "name": host.name,
-                    "active": host.name == state.active_host,
+                    # As docker-machine ls: the host this shell's docker CLI talks to.
+                    "active": host.docker_url == os.environ.get("DOCKER_HOST"),
                     "state": "Running" if host.up and len(running) >= 3 else "Degraded",
                     "underlay_ip": host.underlay_ip,
                     "subnet": host.subnet,
@@ -410,10 +411,12 @@ def run_on_vagrant_lab(lab: VagrantLab, args: argparse.Namespace) -> int:
         }
         return _report_check(exercise, run_check(exercise, env))
     if verb == "ls":
+        # docker with no DOCKER_HOST talks to this VM's own daemon.
+        talking_to = os.environ.get("DOCKER_HOST") or lab.local_docker_url
         rows = [
             {
                 "name": host,
-                "active": host == lab.this_host,
+                "active": lab.docker_url(host) == talking_to,
                 "underlay_ip": address,
                 "docker_url": lab.docker_url(host),
             }

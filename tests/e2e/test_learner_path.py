@@ -98,6 +98,10 @@ def test_a_new_shell_finds_the_commands_and_the_lab(lab_up_output):
     assert result.stdout.count("/coreos.com/network/subnets/") == 3
     ls = new_shell("discoveryctl lab ls")
     assert ls.returncode == 0 and ls.stdout.count("Running") == 3, ls.stdout + ls.stderr
+    # As docker-machine ls: the active host is the one this shell's docker talks to.
+    pointed = new_shell("eval $(discoveryctl lab env host2); discoveryctl lab ls -o json")
+    active = [row["name"] for row in json.loads(pointed.stdout) if row["active"]]
+    assert active == ["host2"], pointed.stdout + pointed.stderr
 
 
 @pytest.mark.parametrize("exercise", EXERCISES, ids=[e.folder.name for e in EXERCISES])

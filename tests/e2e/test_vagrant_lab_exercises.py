@@ -21,6 +21,7 @@ cannot judge the work there.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -199,6 +200,13 @@ def test_the_vm_knows_the_lab_from_its_provisioned_files(vm):
     for name in ("host1", "host2", "host3"):
         assert hosts[name].underlay_ip in ls.stdout
     assert f"ssh://root@{hosts['host2'].underlay_ip}" in ls.stdout
+    # docker with no DOCKER_HOST talks to the VM's own daemon: host1 is the active one.
+    rows = json.loads(vm.shell("discoveryctl lab ls -o json").stdout)
+    assert [row["name"] for row in rows if row["active"]] == ["host1"]
+    rows = json.loads(
+        vm.shell("eval $(discoveryctl lab env host3); discoveryctl lab ls -o json").stdout
+    )
+    assert [row["name"] for row in rows if row["active"]] == ["host3"]
     remote = vm.shell("DOCKER_HOST=$(discoveryctl lab url host3) docker info --format '{{.Name}}'")
     assert remote.returncode == 0, remote.stderr
     quoted = vm.shell("discoveryctl lab exec host2 -- sh -c 'echo \"$0 $1\"' 'a b' c")
