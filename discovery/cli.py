@@ -410,7 +410,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     plugins = plugin_commands()
     if argv and argv[0] in plugins:
-        return int(plugins[argv[0]].load()(argv[1:]))
+        entry = plugins[argv[0]]
+        try:
+            command = entry.load()
+        except Exception as error:  # a broken or half-installed package: say which
+            print(
+                f"discoveryctl: the {entry.name!r} commands could not be loaded from "
+                f"{entry.value}: {error} (reinstall: scripts/bootstrap)",
+                file=sys.stderr,
+            )
+            return EXIT_NOT_FOUND
+        return int(command(argv[1:]))
     args = build_parser().parse_args(argv)
     if getattr(args, "ttl", None) is not None and args.ttl <= 0:
         print("discoveryctl: --ttl must be a positive number of seconds", file=sys.stderr)
