@@ -731,14 +731,21 @@ rule(
 )(_namespace_rule("UsernsMode", "--userns", WARN))
 
 
+def _ancestors(path: str) -> set[str]:
+    path = posixpath.normpath(path)
+    found = {path}
+    while path != "/":
+        path = posixpath.dirname(path)
+        found.add(path)
+    return found
+
+
 def _daemon_socket_paths(daemon: Daemon) -> set[str]:
-    """The daemon's socket and every directory above it that names it, plus the usual ones."""
-    paths = {"/run/docker.sock", "/var/run/docker.sock", "/run/docker", "/var/run/docker",
-             "/run", "/var/run"}  # fmt: skip
+    """The daemon's socket (its own and the usual one) and every directory above it."""
+    paths = _ancestors("/var/run/docker.sock") | _ancestors("/run/docker.sock")
     socket = daemon.socket_path()
     if socket:
-        paths.add(posixpath.normpath(socket))
-        paths.add(posixpath.dirname(posixpath.normpath(socket)))
+        paths |= _ancestors(socket)
     return paths
 
 

@@ -279,8 +279,9 @@ def test_setid_files() -> None:
 
 
 def test_docker_socket_under_any_name_and_its_directory() -> None:
-    for source in ("/var/run/docker.sock", "/run/docker.sock", "/tmp/lab/host1/docker.sock",
-                   "/tmp/lab/host1", "/var/run", "/srv/my-docker.sock"):  # fmt: skip
+    sources = ("/var/run/docker.sock", "/run/docker.sock", "/tmp/lab/host1/docker.sock",
+               "/tmp/lab/host1", "/", "/var", "/tmp", "/var/run", "/srv/x-docker.sock")  # fmt: skip
+    for source in sources:
         assert result("cis-5.31", subject(mounts=[bind(source, rw=False)])) == "FAIL", source
     other = subject(mounts=[bind("/tmp/app/agent.sock")])
     assert (result("cis-5.31", other), result("lab-socket-mount", other)) == ("PASS", "WARN")
