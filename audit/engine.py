@@ -52,6 +52,13 @@ class ExportTooBig(Exception):
     pass
 
 
+def _size_text(size: int) -> str:
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:g} {unit}"
+    return f"{size} bytes"
+
+
 class _BoundedStream(io.RawIOBase):
     """A file over the SDK's chunk iterator that stops at a byte and time budget."""
 
@@ -75,7 +82,7 @@ class _BoundedStream(io.RawIOBase):
                 return 0
             self._read += len(self._buffer)
             if self._read > self._max_bytes:
-                raise ExportTooBig(f"is bigger than {self._max_bytes // (1024 * 1024)} MB")
+                raise ExportTooBig(f"is bigger than {_size_text(self._max_bytes)}")
         size = min(len(target), len(self._buffer))
         target[:size] = self._buffer[:size]
         self._buffer = self._buffer[size:]
@@ -106,8 +113,12 @@ def _reason(error: BaseException) -> str:
 
 def _connect(url: str) -> docker.DockerClient:
     try:
+        # ssh:// (another VM of the Vagrant lab) goes through the ssh binary, as the CLI does.
         client = docker.DockerClient(
-            base_url=url, version=DOCKER_API_VERSION, timeout=int(REQUEST_TIMEOUT_S)
+            base_url=url,
+            version=DOCKER_API_VERSION,
+            timeout=int(REQUEST_TIMEOUT_S),
+            use_ssh_client=url.startswith("ssh://"),
         )
         client.ping()
     except (docker.errors.DockerException, requests.RequestException, OSError) as error:

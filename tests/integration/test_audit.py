@@ -25,6 +25,7 @@ import docker.errors
 import pytest
 from docker.types import Mount
 
+from audit.engine import audit_host
 from tests.fixtures.docker import DockerHost
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
@@ -255,3 +256,61 @@ def test_a_daemon_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 3
     assert done.stderr.strip().count("\n") == 0
     assert "did not answer: No such file or directory" in done.stderr
+
+
+def test_lab_audit_every_host_and_a_dead_one(audit_containers: DockerHost, tmp_path: Path) -> None:
+    """`discoveryctl lab audit` reads the state file: host1 answers, host2's daemon is gone."""
+    root = tmp_path / "state"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DISCOVERY_LAB_STATE": str(root)}
+    code = (
+        "import sys; from labs.state import LabState, HostState, save_state\n"
+        "hosts = {n: HostState(n, 'netns-' + n, '10.9.0.' + n[-1], docker_url=u)"
+        " for n, u in (('host1', sys.argv[1]), ('host2', sys.argv[2]))}\n"
+        "save_state(LabState('audit', 2, 1, '10.9.0.0/24', '10.5.0.0/16', [], hosts=hosts))\n"
+    )
+    dead = f"unix://{tmp_path}/gone.sock"
+    subprocess.run([sys.executable, "-c", code, audit_containers.url, dead], env=env, check=True)
+    discoveryctl = [sys.executable, "-m", "discovery.cli", "lab", "--name", "audit", "audit"]
+    done = subprocess.run(
+        [*discoveryctl, "--container", "privileged", "-o", "json"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    hosts = {h["host"]: h for h in json.loads(done.stdout)["hosts"]}
+    assert [c["name"] for c in hosts["host1"]["containers"]] == ["privileged"]
+    assert "did not answer" in hosts["host2"]["error"]
+    assert done.stderr.count("\n") == 1 and "host2" in done.stderr
+    only = subprocess.run(
+        [*discoveryctl, "host1", "--container", "hardened", "--no-files"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert only.returncode == 0, only.stderr
+    assert only.stdout.startswith("== host1 (unix://") and "host2" not in only.stdout
+    unknown = subprocess.run(
+        [*discoveryctl, "host9"], capture_output=True, text=True, env=env, cwd=REPO, timeout=60
+    )
+    assert unknown.returncode != 0 and "no host 'host9'" in unknown.stderr
+
+
+def test_removed_mid_audit_and_export_too_big(audit_containers: DockerHost) -> None:
+    """A container gone between the listing and its inspect, and an export over budget: notes."""
+    client = audit_containers.client
+    doomed = client.containers.create(audit_containers.images["base"], name="zz-doomed")
+    # The daemon lists the newest first: the trigger is audited, then zz-doomed is inspected.
+    client.containers.create(audit_containers.images["base"], name="zz-trigger")
+    removed: list[str] = []
+
+    def remove_once(line: str) -> None:
+        if not removed:
+            removed.append(line)
+            doomed.remove(force=True)
+
+    result = audit_host("h", audit_containers.url, max_bytes=4096, say=remove_once)
+    assert "zz-doomed: removed during the audit, skipped" in result.notes
+    assert "zz-doomed" not in [c.name for c in result.containers]
+    for container in result.containers:
+        setid = {f.rule: f for f in container.findings}["cis-4.8"]
+        assert (setid.result, setid.evidence) == (
+            "INFO",
+            "filesystem not examined: the export is bigger than 4 KB",
+        )
