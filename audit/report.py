@@ -7,7 +7,18 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from audit.rules import FAIL, NA, PASS, RESULTS, WARN, ContainerAudit, Finding, HostAudit, severity
+from audit.rules import (
+    FAIL,
+    NA,
+    PASS,
+    RESULTS,
+    WARN,
+    ContainerAudit,
+    Finding,
+    HostAudit,
+    rule_ids,
+    severity,
+)
 
 FAIL_ON = {"warn": severity(WARN), "fail": severity(FAIL)}
 
@@ -34,7 +45,9 @@ def ordered(containers: Sequence[ContainerAudit]) -> list[ContainerAudit]:
 
 
 def _worst_first(findings: Sequence[Finding]) -> list[Finding]:
-    return sorted(findings, key=lambda f: (severity(f.result), f.rule))
+    """Worst result first; within a result, in the benchmark's order (5.3 before 5.10)."""
+    order = {rule_id: index for index, rule_id in enumerate(rule_ids())}
+    return sorted(findings, key=lambda f: (severity(f.result), order.get(f.rule, len(order))))
 
 
 def score_line(findings: Sequence[Finding]) -> str:
@@ -44,15 +57,19 @@ def score_line(findings: Sequence[Finding]) -> str:
 
 
 def _finding_lines(findings: Sequence[Finding], verbose: bool) -> list[str]:
+    """One line a finding (evidence, and the fix of a FAIL or WARN); PASS and N/A only if verbose.
+
+    Verbose adds each rule's title (and CIS section) on a line of its own.
+    """
     lines = []
     for finding in _worst_first(findings):
         if not verbose and finding.result in (PASS, NA):
             continue
-        cis = f" (CIS {finding.cis})" if finding.cis else ""
-        lines.append(f"    {finding.result:<4} {finding.rule:<24} {finding.title}{cis}")
-        lines.append(f"         {finding.evidence}")
-        if finding.result in (FAIL, WARN):
-            lines.append(f"         fix: {finding.remedy}")
+        fix = f"  -> {finding.remedy}" if finding.result in (FAIL, WARN) else ""
+        lines.append(f"    {finding.result:<4} {finding.rule:<16} {finding.evidence}{fix}")
+        if verbose:
+            cis = f" (CIS {finding.cis})" if finding.cis else ""
+            lines.append(f"         {finding.title}{cis}")
     return lines
 
 

@@ -757,12 +757,13 @@ def _daemon_socket_paths(daemon: Daemon) -> set[str]:
 )
 def docker_socket(subject: Subject) -> Verdict:
     daemon_paths = _daemon_socket_paths(subject.daemon)
-    hits = [
-        _mount_text(m)
-        for m in _bind_mounts(subject)
-        if posixpath.normpath(str(m.get("Source") or "")) in daemon_paths
-        or str(m.get("Source") or "").endswith("docker.sock")
-    ]
+    hits = []
+    for mount in _bind_mounts(subject):
+        source = posixpath.normpath(str(mount.get("Source") or ""))
+        if source.endswith("docker.sock"):
+            hits.append(_mount_text(mount))
+        elif source in daemon_paths:
+            hits.append(f"{_mount_text(mount)} (the daemon's socket is under it)")
     if hits:
         return _verdict(FAIL, f"Mounts: {', '.join(hits)}")
     return _verdict(PASS, "the daemon's socket is not mounted")

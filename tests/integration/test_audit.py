@@ -240,7 +240,7 @@ def test_text_output_one_container_and_exit_codes(audit_containers: DockerHost) 
     done = run_audit(url, "--container", "privileged", "--fail-on", "fail")
     assert done.returncode == 1, done.stderr
     assert "privileged (discovery-lab/base:0.1.0, created): score" in done.stdout
-    assert "FAIL cis-5.4" in done.stdout and "fix: docker run without --privileged" in done.stdout
+    assert "FAIL cis-5.4" in done.stdout and "-> docker run without --privileged" in done.stdout
     assert "hardened" not in done.stdout
     clean = run_audit(url, "--container", "hardened", "--fail-on", "warn", "--no-files")
     # The daemon's own findings (userns off, icc on) are WARNs: --fail-on warn trips on them.
