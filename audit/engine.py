@@ -128,6 +128,13 @@ def _connect(url: str) -> docker.DockerClient:
     return client
 
 
+def _commands(top: dict[str, Any]) -> list[str]:
+    """The CMD (or COMMAND) column of ``GET /containers/ID/top``."""
+    titles = list(top.get("Titles") or [])
+    column = next((titles.index(t) for t in ("CMD", "COMMAND") if t in titles), len(titles) - 1)
+    return [str(row[column]) for row in top.get("Processes") or [] if len(row) > column]
+
+
 def _name(inspect: dict[str, Any]) -> str:
     return str(inspect.get("Name") or inspect.get("Id", "?")[:12]).lstrip("/")
 
@@ -196,6 +203,12 @@ def audit_host(
                         tarfile.TarError) as error:  # fmt: skip
                     note = "not examined: it could not be exported"
                     result.notes.append(f"{label}: filesystem not exported: {_reason(error)}")
+            processes = None
+            if (inspect.get("State") or {}).get("Running"):
+                try:
+                    processes = _commands(api.top(summary["Id"]))
+                except (docker.errors.DockerException, requests.RequestException) as error:
+                    result.notes.append(f"{label}: processes not listed: {_reason(error)}")
             subject = Subject(
                 container=inspect,
                 image=image,
@@ -203,6 +216,7 @@ def audit_host(
                 history=history,
                 setid_files=files,
                 setid_note=note,
+                processes=processes,
             )
             result.containers.append(
                 ContainerAudit(

@@ -73,6 +73,8 @@ class Subject:
     setid_files: list[str] | None = None
     # Why the files were not examined (when setid_files is None).
     setid_note: str = "not examined"
+    # The command lines of its processes (GET /containers/ID/top); None: not running.
+    processes: Sequence[str] | None = None
 
     @property
     def config(self) -> Mapping[str, Any]:
@@ -266,6 +268,24 @@ def image_healthcheck(subject: Subject) -> Verdict:
     return _verdict(PASS, f"image Config.Healthcheck.Test={test}")
 
 
+UPDATE_ALONE = re.compile(r"\b(apt-get|apt|yum|dnf|apk|zypper)\s+(-\S+\s+)*update\b")
+INSTALL = re.compile(r"\b(install|upgrade|add)\b")
+
+
+@rule(
+    "cis-4.7",
+    "4.7",
+    "Ensure update instructions are not used alone in Dockerfiles",
+    "Dockerfile: RUN apt-get update && apt-get install -y ... (one RUN)",
+)
+def update_alone(subject: Subject) -> Verdict:
+    for layer in subject.history:
+        created_by = str(layer.get("CreatedBy", ""))
+        if UPDATE_ALONE.search(created_by) and not INSTALL.search(created_by):
+            return _verdict(WARN, f"image history: {created_by[:80]}")
+    return _verdict(PASS, "no update instruction alone in the image history")
+
+
 @rule(
     "cis-4.8",
     "4.8",
@@ -455,6 +475,21 @@ def sensitive_mounts(subject: Subject) -> Verdict:
     if any(m.get("RW", True) for m in hits):
         return _verdict(FAIL, f"Mounts: {shown}")
     return _verdict(WARN, f"Mounts (read-only, still readable): {shown}")
+
+
+@rule(
+    "cis-5.6",
+    "5.6",
+    "Ensure sshd is not run within containers",
+    "docker exec for a shell; no sshd in the image or its command",
+)
+def sshd(subject: Subject) -> Verdict:
+    if subject.processes is None:
+        return _verdict(NA, "not running: no processes to look at")
+    found = [p for p in subject.processes if re.search(r"(^|/)sshd\b", p.split(" ", 1)[0])]
+    if found:
+        return _verdict(WARN, f"processes: {found[0][:60]}")
+    return _verdict(PASS, f"{len(subject.processes)} process(es), no sshd")
 
 
 @rule(

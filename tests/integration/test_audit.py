@@ -33,44 +33,45 @@ REPO = Path(__file__).resolve().parents[2]
 
 # One column per rule, one row per container; F W I P - = FAIL WARN INFO PASS N/A.
 COLUMNS = [
-    *("cis-4.1", "cis-4.6", "cis-4.8", "cis-4.9", "lab-secret-env", "lab-image-tag"),
-    *("cis-5.1", "cis-5.2", "cis-5.3", "cis-5.4", "cis-5.5", "cis-5.7", "cis-5.9", "cis-5.10"),
+    *("cis-4.1", "cis-4.6", "cis-4.7", "cis-4.8", "cis-4.9", "lab-secret-env", "lab-image-tag"),
+    *("cis-5.1", "cis-5.2", "cis-5.3", "cis-5.4", "cis-5.5", "cis-5.6", "cis-5.7", "cis-5.9"),
+    "cis-5.10",
     *("cis-5.11", "cis-5.12", "cis-5.13", "cis-5.14", "cis-5.15", "cis-5.16", "cis-5.17"),
     *("cis-5.19", "cis-5.20", "cis-5.21", "cis-5.24", "cis-5.25", "cis-5.26", "cis-5.28"),
     *("cis-5.29", "cis-5.30", "cis-5.31", "lab-socket-mount"),
 ]
 EXPECTED_TEXT = """
 # (read each column top down: 4.1 is cis-4.1, 510 cis-5.10, sec tag soc the lab-* rules)
-#                  4 4 4 4 s t 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 s
-#                          e a               1 1 1 1 1 1 1 1 1 2 2 2 2 2 2 2 3 3 o
-#                  1 6 8 9 c g 1 2 3 4 5 7 9 0 1 2 3 4 5 6 7 9 0 1 4 5 6 8 9 0 1 c
-hardened           P P P P P P - - P P P P P P P P P P P P P P P P P P P P P P P P
-plain              W W P P P P - - W P P P P W W W P P P P P P P P P W W W I P P P
-root-slash         W W P P P P - - W P F P P W W W P P P P P P P P P W W W I P F P
-privileged         W W P P P P - - F F P P P W W W P P P P P P P W P W W W I P P P
-all-ports          W W P P P P - - W P P P P W W W W P P P P P P P P W W W I P P P
-user-0-0           W W P P P P - - W P P P P W W W P P P P P P P P P W W W I P P P
-user-root-group    W W P P P P - - W P P P P W W W P P P P P P P P P W W W I P P P
-seccomp-off        W W P P P P - - W P P P P W W W P P P P P P P W P W W W I P P P
-nnp-false          W W P P P P - - W P P P P W W W P P P P P P P P P W W W I P P P
-sys-admin          W W P P P P - - F P P P P W W W P P P P P P P P P W W W I P P P
-etc-read-only      W W P P P P - - W P W P P W W W P P P P P P P P P W W W I P P P
-root-home          W W P P P P - - W P F P P W W W P P P P P P P P P W W W I P P P
-cpu-quota          W W P P P P - - W P P P P W P W P P P P P P P P P W W W I P P P
-cpuset             W W P P P P - - W P P P P W P W P P P P P P P P P W W W I P P P
-ports-wildcard     W W P P P P - - W P P W P W W W W P P P P P P P P W W W I P P P
-port-one-address   W W P P P P - - W P P P P W W W P P P P P P P P P W W W I P P P
-restart-always     W W P P P P - - W P P P P W W W P W P P P P P P P W W W I P P P
-secret-env         W W P P F P - - W P P P P W W W P P P P P P P P P W W W I P P P
-latest-image       W W W I F W - - W P P P P W W W P P P P P P P P P W W W I P P P
-untagged           W W W I F W - - W P P P P W W W P P P P P P P P P W W W I P P P
-socket-dir         W W P P P P - - W P P P P W W W P P P P P P P P P W W W I P F P
-other-socket       W W P P P P - - W P P P P W W W P P P P P P P P P W W W I P P W
-host-namespaces    W W P P P P - - W P P P F W W W P P F F P P W P P W W W P W P P
-device             W W P P P P - - W P P P P W W W P P P P W P P P P W W W I P P P
-shared-mount       W W P P P P - - W P P P P W W W P P P P P W P P P W W W I P P P
-cgroup-parent      W W P P P P - - W P P P P W W W P P P P P P P P W W W W I P P P
-running-web        W W P P P P - - W P P P P W W W P P P P P P P P P W W W I P P P
+#                  4 4 4 4 4 s t 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 s
+#                            e a                 1 1 1 1 1 1 1 1 1 2 2 2 2 2 2 2 3 3 o
+#                  1 6 7 8 9 c g 1 2 3 4 5 6 7 9 0 1 2 3 4 5 6 7 9 0 1 4 5 6 8 9 0 1 c
+hardened           P P P P P P P - - P P P P P P P P P P P P P P P P P P P P P P P P P
+plain              W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P P P
+root-slash         W W P P P P P - - W P F - P P W W W P P P P P P P P P W W W I P F P
+privileged         W W P P P P P - - F F P - P P W W W P P P P P P P W P W W W I P P P
+all-ports          W W P P P P P - - W P P - P P W W W W P P P P P P P P W W W I P P P
+user-0-0           W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P P P
+user-root-group    W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P P P
+seccomp-off        W W P P P P P - - W P P - P P W W W P P P P P P P W P W W W I P P P
+nnp-false          W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P P P
+sys-admin          W W P P P P P - - F P P - P P W W W P P P P P P P P P W W W I P P P
+etc-read-only      W W P P P P P - - W P W - P P W W W P P P P P P P P P W W W I P P P
+root-home          W W P P P P P - - W P F - P P W W W P P P P P P P P P W W W I P P P
+cpu-quota          W W P P P P P - - W P P - P P W P W P P P P P P P P P W W W I P P P
+cpuset             W W P P P P P - - W P P - P P W P W P P P P P P P P P W W W I P P P
+ports-wildcard     W W P P P P P - - W P P - W P W W W W P P P P P P P P W W W I P P P
+port-one-address   W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P P P
+restart-always     W W P P P P P - - W P P - P P W W W P W P P P P P P P W W W I P P P
+secret-env         W W P P P F P - - W P P - P P W W W P P P P P P P P P W W W I P P P
+latest-image       W W P W I F W - - W P P - P P W W W P P P P P P P P P W W W I P P P
+untagged           W W P W I F W - - W P P - P P W W W P P P P P P P P P W W W I P P P
+socket-dir         W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P F P
+other-socket       W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P P W
+host-namespaces    W W P P P P P - - W P P - P F W W W P P F F P P W P P W W W P W P P
+device             W W P P P P P - - W P P - P P W W W P P P P W P P P P W W W I P P P
+shared-mount       W W P P P P P - - W P P - P P W W W P P P P P W P P P W W W I P P P
+cgroup-parent      W W P P P P P - - W P P - P P W W W P P P P P P P P W W W W I P P P
+running-web        W W P P P P P - - W P P P P P W W W P P P P P P P P P W W W I P P P
 """
 CODES = {"F": "FAIL", "W": "WARN", "I": "INFO", "P": "PASS", "-": "N/A"}
 

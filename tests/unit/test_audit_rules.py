@@ -287,6 +287,20 @@ def test_docker_socket_under_any_name_and_its_directory() -> None:
     assert (result("cis-5.31", other), result("lab-socket-mount", other)) == ("PASS", "WARN")
 
 
+def test_update_alone_and_sshd() -> None:
+    alone = [{"CreatedBy": "/bin/sh -c apt-get -q update"}]
+    together = [{"CreatedBy": "/bin/sh -c apt-get update && apt-get install -y curl"}]
+    base = subject()
+    assert result("cis-4.7", base) == "PASS"
+    assert result("cis-4.7", Subject(base.container, base.image, DAEMON, alone)) == "WARN"
+    assert result("cis-4.7", Subject(base.container, base.image, DAEMON, together)) == "PASS"
+    assert result("cis-5.6", base) == "N/A"
+    ssh = Subject(base.container, base.image, DAEMON, processes=["/usr/sbin/sshd -D", "sh"])
+    assert result("cis-5.6", ssh) == "WARN"
+    web = Subject(base.container, base.image, DAEMON, processes=["httpd -f -p 80 -h /www"])
+    assert result("cis-5.6", web) == "PASS"
+
+
 def test_namespaces_devices_propagation_cgroup() -> None:
     assert result("cis-5.9", subject(host={"NetworkMode": "host"})) == "FAIL"
     assert result("cis-5.15", subject(host={"PidMode": "host"})) == "FAIL"
