@@ -62,11 +62,11 @@ def _finding_lines(findings: Sequence[Finding], verbose: bool) -> list[str]:
     Verbose adds each rule's title (and CIS section) on a line of its own.
     """
     lines = []
-    for finding in _worst_first(findings):
-        if not verbose and finding.result in (PASS, NA):
-            continue
+    shown = [f for f in _worst_first(findings) if verbose or f.result not in (PASS, NA)]
+    width = max((len(f.rule) for f in shown), default=0)
+    for finding in shown:
         fix = f"  -> {finding.remedy}" if finding.result in (FAIL, WARN) else ""
-        lines.append(f"    {finding.result:<4} {finding.rule:<16} {finding.evidence}{fix}")
+        lines.append(f"    {finding.result:<4} {finding.rule:<{width}} {finding.evidence}{fix}")
         if verbose:
             cis = f" (CIS {finding.cis})" if finding.cis else ""
             lines.append(f"         {finding.title}{cis}")
