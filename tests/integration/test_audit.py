@@ -26,6 +26,7 @@ import pytest
 from docker.types import Mount
 
 from audit.engine import audit_host
+from labs.vagrant_lab import LAB_FILE_ENV, render_lab_file
 from tests.fixtures.docker import DockerHost
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
@@ -315,3 +316,35 @@ def test_removed_mid_audit_and_export_too_big(audit_containers: DockerHost) -> N
             "INFO",
             "filesystem not examined: the export is bigger than 4 KB",
         )
+
+
+def test_lab_audit_on_a_vagrant_vm(audit_containers: DockerHost, tmp_path: Path) -> None:
+    """On a VM of the Vagrant lab (its lab file, no local state): this VM's daemon by its URL."""
+    lab_file = tmp_path / "lab.toml"
+    lab_file.write_text(
+        render_lab_file(
+            "host1",
+            {"host1": "192.0.2.11", "host2": "192.0.2.12"},
+            [],
+            docker_url=audit_containers.url,
+        )
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        LAB_FILE_ENV: str(lab_file),
+        "DISCOVERY_LAB_STATE": str(tmp_path / "no-state"),
+    }
+    discoveryctl = [sys.executable, "-m", "discovery.cli", "lab", "audit"]
+    done = subprocess.run(
+        [*discoveryctl, "host1", "--container", "privileged", "-o", "json"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (host,) = json.loads(done.stdout)["hosts"]
+    assert (host["host"], host["url"]) == ("host1", audit_containers.url)
+    assert [c["name"] for c in host["containers"]] == ["privileged"]
+    unknown = subprocess.run(
+        [*discoveryctl, "host7"], capture_output=True, text=True, env=env, cwd=REPO, timeout=60
+    )
+    assert unknown.returncode != 0 and "no host 'host7' in the Vagrant lab" in unknown.stderr

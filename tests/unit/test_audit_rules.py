@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import tarfile
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -380,3 +381,20 @@ def test_setid_paths_from_a_tar_stream() -> None:
             archive.addfile(member, io.BytesIO(b""))
     data.seek(0)
     assert setid_paths(data) == ["/bin/su", "/usr/bin/wall"]
+
+
+def test_export_reader_stops_at_its_byte_and_time_budget() -> None:
+    from audit.engine import ExportTooBig, _BoundedStream, setid_paths
+
+    def chunks() -> Iterator[bytes]:
+        """A tar stream of one 1 GB file: the header, then its contents, 1 KB at a time."""
+        member = tarfile.TarInfo("big")
+        member.size = 1 << 30
+        yield member.tobuf()
+        while True:
+            yield b"x" * 1024
+
+    with pytest.raises(ExportTooBig, match="bigger than 8 KB"):
+        setid_paths(_BoundedStream(chunks(), max_bytes=8 * 1024, max_seconds=60))
+    with pytest.raises(ExportTooBig, match="time budget"):
+        setid_paths(_BoundedStream(chunks(), max_bytes=1 << 30, max_seconds=-1))
