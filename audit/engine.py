@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import stat
 import tarfile
 import time
@@ -114,11 +115,18 @@ def _reason(error: BaseException) -> str:
 def _connect(url: str) -> docker.DockerClient:
     try:
         # ssh:// (another VM of the Vagrant lab) goes through the ssh binary, as the CLI does.
+        # tcp:// with DOCKER_TLS_VERIFY / DOCKER_CERT_PATH set: TLS, as the docker CLI does.
+        tls_kwargs: dict[str, Any] = {}
+        if url.startswith("tcp://"):
+            from_env = docker.utils.kwargs_from_env(environment={**os.environ, "DOCKER_HOST": url})
+            if "tls" in from_env:
+                tls_kwargs["tls"] = from_env["tls"]
         client = docker.DockerClient(
             base_url=url,
             version=DOCKER_API_VERSION,
             timeout=int(REQUEST_TIMEOUT_S),
             use_ssh_client=url.startswith("ssh://"),
+            **tls_kwargs,
         )
         client.ping()
     except (docker.errors.DockerException, requests.RequestException, OSError) as error:
@@ -147,7 +155,6 @@ def audit_host(
     scan_files: bool = True,
     max_bytes: int = EXPORT_MAX_BYTES,
     max_seconds: float = EXPORT_MAX_SECONDS,
-    tls: bool = False,
     say: Callable[[str], None] | None = None,
 ) -> HostAudit:
     """Audit one daemon; never raises for a daemon, container or image that fails."""
@@ -164,6 +171,8 @@ def audit_host(
             bridge: dict[str, str] = {}
             with contextlib.suppress(docker.errors.NotFound):
                 bridge = dict(api.inspect_network("bridge").get("Options") or {})
+            # The SDK speaks https:// to a tcp:// daemon when TLS is on.
+            tls = str(api.base_url).startswith("https://")
             daemon = Daemon(info=info, url=url, bridge_options=bridge, tls=tls)
             result.daemon = audit_daemon(daemon)
             listed = api.containers(all=True)
