@@ -1,4 +1,4 @@
-"""`discoveryctl audit` against a real dockerd: one container per rule it trips or passes.
+"""`discoveryctl audit` against a real dockerd: 30 containers, each made to trip or pass a rule.
 
 Every container is made (``docker create``; two are started) on the private
 daemon of the ``docker_host`` fixture, from the lab images and two tiny images
@@ -58,6 +58,9 @@ nnp-false          W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I
 sys-admin          W W P P P P P - - F P P - P P W W W P P P P P P P P P W W W I P P P
 etc-read-only      W W P P P P P - - W P W - P P W W W P P P P P P P P P W W W I P P P
 root-home          W W P P P P P - - W P F - P P W W W P P P P P P P P P W W W I P P P
+run-read-only      W W P P P P P - - W P W - P P W W W P P P P P P P P P W W W I P F P
+var-run            W W P P P P P - - W P F - P P W W W P P P P P P P P P W W W I P F P
+home-read-only     W W P P P P P - - W P W - P P W W W P P P P P P P P P W W W I P P P
 cpu-quota          W W P P P P P - - W P P - P P W P W P P P P P P P P P W W W I P P P
 cpuset             W W P P P P P - - W P P - P P W P W P P P P P P P P P W W W I P P P
 ports-wildcard     W W P P P P P - - W P P - W P W W W W P P P P P P P P W W W I P P P
@@ -148,6 +151,9 @@ def audit_containers(docker_cleanup: DockerHost, tmp_path: Path) -> Iterator[Doc
         "sys-admin": dict(image=base, cap_add=["SYS_ADMIN"], cap_drop=["ALL"]),
         "etc-read-only": dict(image=base, volumes={"/etc": {"bind": "/host-etc", "mode": "ro"}}),
         "root-home": dict(image=base, volumes={"/root": {"bind": "/host-root", "mode": "rw"}}),
+        "run-read-only": dict(image=base, volumes={"/run": {"bind": "/r", "mode": "ro"}}),
+        "var-run": dict(image=base, volumes={"/var/run": {"bind": "/r", "mode": "rw"}}),
+        "home-read-only": dict(image=base, volumes={"/home": {"bind": "/h", "mode": "ro"}}),
         "cpu-quota": dict(image=base, cpu_period=100_000, cpu_quota=50_000),
         "cpuset": dict(image=base, cpuset_cpus="0"),
         "ports-wildcard": dict(image=web, ports={"80/tcp": [("::", 80), 18081]}),
