@@ -1,6 +1,6 @@
 """The audit's rules: Engine API inspect dicts in, findings out. Pure: no I/O.
 
-Each rule is a small function with a stable id (``cis-5.4``, ``lab-secret-env``,
+Each rule is a small function with a stable id (``cis-5.5``, ``lab-secret-env``,
 ``daemon-userns``), the CIS Docker Benchmark v1.6.0 section it implements (if
 any), a title and a remedy written as the ``docker run`` flag, Dockerfile line
 or daemon.json key that fixes it. Container rules read a :class:`Subject` (the
@@ -355,7 +355,7 @@ def secret_env(subject: Subject) -> Verdict:
 
 @rule(
     "lab-image-tag",
-    "5.27",
+    None,
     "Ensure the image is used by a version tag or digest, not latest or no tag",
     "docker run IMAGE:VERSION (or IMAGE@sha256:...)",
 )
@@ -377,8 +377,8 @@ def image_tag(subject: Subject) -> Verdict:
 
 
 @rule(
-    "cis-5.1",
-    "5.1",
+    "cis-5.2",
+    "5.2",
     "Ensure that, if applicable, an AppArmor Profile is enabled",
     "docker run --security-opt apparmor=docker-default (do not pass apparmor=unconfined)",
 )
@@ -394,8 +394,8 @@ def apparmor(subject: Subject) -> Verdict:
 
 
 @rule(
-    "cis-5.2",
-    "5.2",
+    "cis-5.3",
+    "5.3",
     "Ensure that, if applicable, SELinux security options are set",
     "docker run without --security-opt label=disable, --privileged, --pid=host or --ipc=host",
 )
@@ -420,8 +420,8 @@ def _cap(name: str) -> str:
 
 
 @rule(
-    "cis-5.3",
-    "5.3",
+    "cis-5.4",
+    "5.4",
     "Ensure that Linux kernel capabilities are restricted within containers",
     "docker run --cap-drop ALL --cap-add <only what it needs>",
 )
@@ -441,8 +441,8 @@ def capabilities(subject: Subject) -> Verdict:
 
 
 @rule(
-    "cis-5.4",
-    "5.4",
+    "cis-5.5",
+    "5.5",
     "Ensure that privileged containers are not used",
     "docker run without --privileged (--cap-add or --device for what it needs)",
 )
@@ -458,8 +458,8 @@ SENSITIVE_DIRS = ("/", "/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr",
 
 
 @rule(
-    "cis-5.5",
-    "5.5",
+    "cis-5.6",
+    "5.6",
     "Ensure sensitive host system directories are not mounted on containers",
     "docker run -v with a dedicated directory or a volume, never /, /etc, /root, /run, ...",
 )
@@ -478,8 +478,8 @@ def sensitive_mounts(subject: Subject) -> Verdict:
 
 
 @rule(
-    "cis-5.6",
-    "5.6",
+    "cis-5.7",
+    "5.7",
     "Ensure sshd is not run within containers",
     "docker exec for a shell; no sshd in the image or its command",
 )
@@ -493,8 +493,8 @@ def sshd(subject: Subject) -> Verdict:
 
 
 @rule(
-    "cis-5.7",
-    "5.7",
+    "cis-5.8",
+    "5.8",
     "Ensure privileged ports are not mapped within containers",
     "docker run -p 8080:80 (a host port of 1024 or above)",
 )
@@ -510,8 +510,8 @@ def privileged_ports(subject: Subject) -> Verdict:
 
 
 @rule(
-    "cis-5.9",
-    "5.9",
+    "cis-5.10",
+    "5.10",
     "Ensure that the host's network namespace is not shared",
     "docker run without --network host",
 )
@@ -523,8 +523,8 @@ def host_network(subject: Subject) -> Verdict:
 
 
 @rule(
-    "cis-5.10",
-    "5.10",
+    "cis-5.11",
+    "5.11",
     "Ensure that the memory usage for containers is limited",
     "docker run --memory 256m",
 )
@@ -536,8 +536,8 @@ def memory(subject: Subject) -> Verdict:
 
 
 @rule(
-    "cis-5.11",
-    "5.11",
+    "cis-5.12",
+    "5.12",
     "Ensure that CPU priority is set appropriately on containers",
     "docker run --cpus 0.5 (or --cpu-shares 512, --cpu-quota, --cpuset-cpus)",
 )
@@ -558,8 +558,8 @@ def cpu(subject: Subject) -> Verdict:
 
 
 @rule(
-    "cis-5.12",
-    "5.12",
+    "cis-5.13",
+    "5.13",
     "Ensure that the container's root filesystem is mounted as read only",
     "docker run --read-only (--tmpfs /tmp for what must be written)",
 )
@@ -570,8 +570,8 @@ def read_only_root(subject: Subject) -> Verdict:
 
 
 @rule(
-    "cis-5.13",
-    "5.13",
+    "cis-5.14",
+    "5.14",
     "Ensure that incoming container traffic is bound to a specific host interface",
     "docker run -p 192.0.2.10:8080:80 (a host address, not 0.0.0.0, :: or none)",
 )
@@ -591,8 +591,8 @@ def port_interface(subject: Subject) -> Verdict:
 
 
 @rule(
-    "cis-5.14",
-    "5.14",
+    "cis-5.15",
+    "5.15",
     "Ensure that the 'on-failure' container restart policy is set to '5'",
     "docker run --restart on-failure:5",
 )
@@ -619,22 +619,22 @@ def _namespace_rule(key: str, flag: str, result: str) -> Callable[[Subject], Ver
 
 
 rule(
-    "cis-5.15",
-    "5.15",
+    "cis-5.16",
+    "5.16",
     "Ensure that the host's process namespace is not shared",
     "docker run without --pid host",
 )(_namespace_rule("PidMode", "--pid", FAIL))
 rule(
-    "cis-5.16",
-    "5.16",
+    "cis-5.17",
+    "5.17",
     "Ensure that the host's IPC namespace is not shared",
     "docker run without --ipc host",
 )(_namespace_rule("IpcMode", "--ipc", FAIL))
 
 
 @rule(
-    "cis-5.17",
-    "5.17",
+    "cis-5.18",
+    "5.18",
     "Ensure that host devices are not directly exposed to containers",
     "docker run without --device (or --device with r only, for what it needs)",
 )
@@ -649,8 +649,8 @@ def devices(subject: Subject) -> Verdict:
 
 
 @rule(
-    "cis-5.19",
-    "5.19",
+    "cis-5.20",
+    "5.20",
     "Ensure mount propagation mode is not set to shared",
     "docker run -v without :shared or :rshared",
 )
@@ -664,16 +664,16 @@ def propagation(subject: Subject) -> Verdict:
 
 
 rule(
-    "cis-5.20",
-    "5.20",
+    "cis-5.21",
+    "5.21",
     "Ensure that the host's UTS namespace is not shared",
     "docker run without --uts host",
 )(_namespace_rule("UTSMode", "--uts", WARN))
 
 
 @rule(
-    "cis-5.21",
-    "5.21",
+    "cis-5.22",
+    "5.22",
     "Ensure the default seccomp profile is not disabled",
     "docker run without --security-opt seccomp=unconfined (nor --privileged)",
 )
@@ -689,8 +689,8 @@ def seccomp(subject: Subject) -> Verdict:
 
 
 @rule(
-    "cis-5.24",
-    "5.24",
+    "cis-5.25",
+    "5.25",
     "Ensure that cgroup usage is confirmed",
     "docker run without --cgroup-parent",
 )
@@ -702,8 +702,8 @@ def cgroup_parent(subject: Subject) -> Verdict:
 
 
 @rule(
-    "cis-5.25",
-    "5.25",
+    "cis-5.26",
+    "5.26",
     "Ensure that the container is restricted from acquiring additional privileges",
     "docker run --security-opt no-new-privileges=true",
 )
@@ -719,8 +719,8 @@ def no_new_privileges(subject: Subject) -> Verdict:
 
 
 @rule(
-    "cis-5.26",
-    "5.26",
+    "cis-5.27",
+    "5.27",
     "Ensure that container health is checked at runtime",
     "docker run --health-cmd ... (or HEALTHCHECK in the image)",
 )
@@ -733,8 +733,8 @@ def runtime_health(subject: Subject) -> Verdict:
 
 
 @rule(
-    "cis-5.28",
-    "5.28",
+    "cis-5.29",
+    "5.29",
     "Ensure that the PIDs cgroup limit is used",
     "docker run --pids-limit 100",
 )
@@ -746,8 +746,8 @@ def pids_limit(subject: Subject) -> Verdict:
 
 
 @rule(
-    "cis-5.29",
-    "5.29",
+    "cis-5.30",
+    "5.30",
     "Ensure that Docker's default bridge 'docker0' is not used",
     "docker network create NAME; docker run --network NAME",
 )
@@ -759,8 +759,8 @@ def default_bridge(subject: Subject) -> Verdict:
 
 
 rule(
-    "cis-5.30",
-    "5.30",
+    "cis-5.31",
+    "5.31",
     "Ensure that the host's user namespaces are not shared",
     "docker run without --userns host",
 )(_namespace_rule("UsernsMode", "--userns", WARN))
@@ -785,8 +785,8 @@ def _daemon_socket_paths(daemon: Daemon) -> set[str]:
 
 
 @rule(
-    "cis-5.31",
-    "5.31",
+    "cis-5.32",
+    "5.32",
     "Ensure that the Docker socket is not mounted inside any containers",
     "docker run without -v /var/run/docker.sock (nor its directory)",
 )
@@ -841,6 +841,20 @@ def userns(daemon: Daemon) -> Verdict:
 
 
 @rule(
+    "daemon-swarm",
+    "5.1",
+    "Ensure swarm mode is not enabled, if not needed",
+    "docker swarm leave (the lab's hosts need no swarm)",
+    scope="daemon",
+)
+def swarm(daemon: Daemon) -> Verdict:
+    state = str((daemon.info.get("Swarm") or {}).get("LocalNodeState") or "inactive")
+    if state in ("active", "pending", "locked"):
+        return _verdict(WARN, f"Swarm.LocalNodeState={state!r}")
+    return _verdict(PASS, f"Swarm.LocalNodeState={state!r}")
+
+
+@rule(
     "daemon-icc",
     "2.2",
     "Ensure network traffic is restricted between containers on the default bridge",
@@ -858,7 +872,7 @@ def icc(daemon: Daemon) -> Verdict:
 
 @rule(
     "daemon-live-restore",
-    "2.14",
+    "2.15",
     "Ensure live restore is enabled",
     'daemon.json: "live-restore": true',
     scope="daemon",
@@ -871,7 +885,7 @@ def live_restore(daemon: Daemon) -> Verdict:
 
 @rule(
     "daemon-no-new-privileges",
-    "2.18",
+    "2.14",
     "Ensure containers are restricted from acquiring new privileges by default",
     'daemon.json: "no-new-privileges": true',
     scope="daemon",
@@ -880,7 +894,7 @@ def default_no_new_privileges(daemon: Daemon) -> Verdict:
     # Engine API 1.41's /info does not say; newer daemons list it in SecurityOptions.
     if "no-new-privileges" in daemon.security_options():
         return _verdict(PASS, "SecurityOptions: name=no-new-privileges")
-    return _verdict(INFO, "not reported by GET /info: see each container's cis-5.25")
+    return _verdict(INFO, "not reported by GET /info: see each container's cis-5.26")
 
 
 @rule(

@@ -118,7 +118,7 @@ def bind(source: str, rw: bool = True, propagation: str = "rprivate") -> dict[st
 def test_rule_ids_are_unique_and_stable() -> None:
     ids = rule_ids()
     assert len(ids) == len(set(ids))
-    assert {"cis-4.1", "cis-5.4", "cis-5.31", "lab-secret-env", "daemon-userns"} <= set(ids)
+    assert {"cis-4.1", "cis-5.5", "cis-5.32", "lab-secret-env", "daemon-userns"} <= set(ids)
     assert all(r.remedy and r.title for r in CONTAINER_RULES + DAEMON_RULES)
 
 
@@ -133,9 +133,9 @@ def test_user_root_in_every_spelling(user: str, expected: str) -> None:
 
 def test_privileged_fails_the_capability_rule_too() -> None:
     s = subject(host={"Privileged": True})
+    assert result("cis-5.5", s) == "FAIL"
     assert result("cis-5.4", s) == "FAIL"
-    assert result("cis-5.3", s) == "FAIL"
-    assert result("cis-5.21", s) == "WARN"
+    assert result("cis-5.22", s) == "WARN"
 
 
 @pytest.mark.parametrize(
@@ -144,7 +144,7 @@ def test_privileged_fails_the_capability_rule_too() -> None:
      (["SYS_ADMIN"], None, "FAIL"), (["CAP_SYS_ADMIN"], ["ALL"], "FAIL")],
 )  # fmt: skip
 def test_capabilities(add: Any, drop: Any, expected: str) -> None:
-    assert result("cis-5.3", subject(host={"CapAdd": add, "CapDrop": drop})) == expected
+    assert result("cis-5.4", subject(host={"CapAdd": add, "CapDrop": drop})) == expected
 
 
 @pytest.mark.parametrize(
@@ -155,13 +155,13 @@ def test_capabilities(add: Any, drop: Any, expected: str) -> None:
      ("/usrlocal", True, "PASS")],
 )  # fmt: skip
 def test_sensitive_mounts_read_only_too(source: str, rw: bool, expected: str) -> None:
-    assert result("cis-5.5", subject(mounts=[bind(source, rw)])) == expected
+    assert result("cis-5.6", subject(mounts=[bind(source, rw)])) == expected
 
 
 def test_volume_is_not_a_sensitive_mount() -> None:
     volume = {"Type": "volume", "Name": "v", "Source": "/var/lib/docker/volumes/v/_data",
               "Destination": "/data", "RW": True, "Propagation": ""}  # fmt: skip
-    assert result("cis-5.5", subject(mounts=[volume])) == "PASS"
+    assert result("cis-5.6", subject(mounts=[volume])) == "PASS"
 
 
 @pytest.mark.parametrize(
@@ -171,7 +171,7 @@ def test_volume_is_not_a_sensitive_mount() -> None:
      ({"CpusetCpus": "0"}, "PASS")],
 )  # fmt: skip
 def test_cpu_limit_in_every_form(host: dict[str, Any], expected: str) -> None:
-    assert result("cis-5.11", subject(host=host)) == expected
+    assert result("cis-5.12", subject(host=host)) == expected
 
 
 @pytest.mark.parametrize(
@@ -180,15 +180,15 @@ def test_cpu_limit_in_every_form(host: dict[str, Any], expected: str) -> None:
 )
 def test_published_port_wildcards(host_ip: str, expected: str) -> None:
     ports = {"80/tcp": [{"HostIp": host_ip, "HostPort": "8080"}]}
-    assert result("cis-5.13", subject(host={"PortBindings": ports})) == expected
+    assert result("cis-5.14", subject(host={"PortBindings": ports})) == expected
 
 
 def test_publish_all_and_running_ports() -> None:
-    assert result("cis-5.13", subject(host={"PublishAllPorts": True})) == "WARN"
+    assert result("cis-5.14", subject(host={"PublishAllPorts": True})) == "WARN"
     running = subject(NetworkSettings={"Ports": {"80/tcp": [{"HostIp": "::", "HostPort": "80"}]}})
-    assert result("cis-5.13", running) == "WARN"
-    assert result("cis-5.7", running) == "WARN"
-    assert result("cis-5.13", subject()) == "PASS"
+    assert result("cis-5.14", running) == "WARN"
+    assert result("cis-5.8", running) == "WARN"
+    assert result("cis-5.14", subject()) == "PASS"
 
 
 @pytest.mark.parametrize(
@@ -198,7 +198,7 @@ def test_publish_all_and_running_ports() -> None:
 )  # fmt: skip
 def test_restart_policy(name: str, count: int, expected: str) -> None:
     policy = {"RestartPolicy": {"Name": name, "MaximumRetryCount": count}}
-    assert result("cis-5.14", subject(host=policy)) == expected
+    assert result("cis-5.15", subject(host=policy)) == expected
 
 
 @pytest.mark.parametrize(
@@ -208,7 +208,7 @@ def test_restart_policy(name: str, count: int, expected: str) -> None:
      (["label=disable"], "WARN")],
 )  # fmt: skip
 def test_no_new_privileges(opts: Any, expected: str) -> None:
-    assert result("cis-5.25", subject(host={"SecurityOpt": opts})) == expected
+    assert result("cis-5.26", subject(host={"SecurityOpt": opts})) == expected
 
 
 @pytest.mark.parametrize(
@@ -217,28 +217,28 @@ def test_no_new_privileges(opts: Any, expected: str) -> None:
      (["seccomp={\"defaultAction\":\"SCMP_ACT_ERRNO\"}"], "PASS"), (["label=disable"], "PASS")],
 )  # fmt: skip
 def test_seccomp(opts: Any, expected: str) -> None:
-    assert result("cis-5.21", subject(host={"SecurityOpt": opts})) == expected
+    assert result("cis-5.22", subject(host={"SecurityOpt": opts})) == expected
 
 
 def test_seccomp_not_applicable_without_seccomp() -> None:
     daemon = Daemon(info={**INFO, "SecurityOptions": []})
-    assert result("cis-5.21", subject(daemon=daemon)) == "N/A"
+    assert result("cis-5.22", subject(daemon=daemon)) == "N/A"
 
 
 def test_apparmor_only_where_there_is_apparmor() -> None:
-    assert result("cis-5.1", subject()) == "N/A"
-    assert result("cis-5.1", subject(daemon=APPARMOR)) == "WARN"
-    assert result("cis-5.1", subject(daemon=APPARMOR, AppArmorProfile="docker-default")) == "PASS"
+    assert result("cis-5.2", subject()) == "N/A"
+    assert result("cis-5.2", subject(daemon=APPARMOR)) == "WARN"
+    assert result("cis-5.2", subject(daemon=APPARMOR, AppArmorProfile="docker-default")) == "PASS"
     unconfined = subject(daemon=APPARMOR, AppArmorProfile="unconfined")
-    assert result("cis-5.1", unconfined) == "WARN"
+    assert result("cis-5.2", unconfined) == "WARN"
 
 
 def test_selinux_label_disable_is_not_a_pass() -> None:
-    assert result("cis-5.2", subject(host={"SecurityOpt": ["label=disable"]})) == "N/A"
-    assert result("cis-5.2", subject(daemon=SELINUX)) == "PASS"
+    assert result("cis-5.3", subject(host={"SecurityOpt": ["label=disable"]})) == "N/A"
+    assert result("cis-5.3", subject(daemon=SELINUX)) == "PASS"
     disabled = subject(daemon=SELINUX, host={"SecurityOpt": ["label=disable"]})
-    assert result("cis-5.2", disabled) == "WARN"
-    assert result("cis-5.2", subject(daemon=SELINUX, host={"Privileged": True})) == "WARN"
+    assert result("cis-5.3", disabled) == "WARN"
+    assert result("cis-5.3", subject(daemon=SELINUX, host={"Privileged": True})) == "WARN"
 
 
 def test_secret_env_never_shows_the_value() -> None:
@@ -283,9 +283,9 @@ def test_docker_socket_under_any_name_and_its_directory() -> None:
     sources = ("/var/run/docker.sock", "/run/docker.sock", "/tmp/lab/host1/docker.sock",
                "/tmp/lab/host1", "/", "/var", "/tmp", "/var/run", "/srv/x-docker.sock")  # fmt: skip
     for source in sources:
-        assert result("cis-5.31", subject(mounts=[bind(source, rw=False)])) == "FAIL", source
+        assert result("cis-5.32", subject(mounts=[bind(source, rw=False)])) == "FAIL", source
     other = subject(mounts=[bind("/tmp/app/agent.sock")])
-    assert (result("cis-5.31", other), result("lab-socket-mount", other)) == ("PASS", "WARN")
+    assert (result("cis-5.32", other), result("lab-socket-mount", other)) == ("PASS", "WARN")
 
 
 def test_update_alone_and_sshd() -> None:
@@ -295,25 +295,25 @@ def test_update_alone_and_sshd() -> None:
     assert result("cis-4.7", base) == "PASS"
     assert result("cis-4.7", Subject(base.container, base.image, DAEMON, alone)) == "WARN"
     assert result("cis-4.7", Subject(base.container, base.image, DAEMON, together)) == "PASS"
-    assert result("cis-5.6", base) == "N/A"
+    assert result("cis-5.7", base) == "N/A"
     ssh = Subject(base.container, base.image, DAEMON, processes=["/usr/sbin/sshd -D", "sh"])
-    assert result("cis-5.6", ssh) == "WARN"
+    assert result("cis-5.7", ssh) == "WARN"
     web = Subject(base.container, base.image, DAEMON, processes=["httpd -f -p 80 -h /www"])
-    assert result("cis-5.6", web) == "PASS"
+    assert result("cis-5.7", web) == "PASS"
 
 
 def test_namespaces_devices_propagation_cgroup() -> None:
-    assert result("cis-5.9", subject(host={"NetworkMode": "host"})) == "FAIL"
-    assert result("cis-5.15", subject(host={"PidMode": "host"})) == "FAIL"
-    assert result("cis-5.16", subject(host={"IpcMode": "host"})) == "FAIL"
-    assert result("cis-5.20", subject(host={"UTSMode": "host"})) == "WARN"
-    assert result("cis-5.30", subject(host={"UsernsMode": "host"})) == "WARN"
+    assert result("cis-5.10", subject(host={"NetworkMode": "host"})) == "FAIL"
+    assert result("cis-5.16", subject(host={"PidMode": "host"})) == "FAIL"
+    assert result("cis-5.17", subject(host={"IpcMode": "host"})) == "FAIL"
+    assert result("cis-5.21", subject(host={"UTSMode": "host"})) == "WARN"
+    assert result("cis-5.31", subject(host={"UsernsMode": "host"})) == "WARN"
     device = {"PathOnHost": "/dev/null", "PathInContainer": "/dev/x", "CgroupPermissions": "rwm"}
-    assert result("cis-5.17", subject(host={"Devices": [device]})) == "WARN"
-    assert result("cis-5.19", subject(mounts=[bind("/srv", propagation="rshared")])) == "WARN"
-    assert result("cis-5.24", subject(host={"CgroupParent": "/mine"})) == "WARN"
-    assert result("cis-5.28", subject(host={"PidsLimit": -1})) == "WARN"
-    assert result("cis-5.28", subject(host={"PidsLimit": 100})) == "PASS"
+    assert result("cis-5.18", subject(host={"Devices": [device]})) == "WARN"
+    assert result("cis-5.20", subject(mounts=[bind("/srv", propagation="rshared")])) == "WARN"
+    assert result("cis-5.25", subject(host={"CgroupParent": "/mine"})) == "WARN"
+    assert result("cis-5.29", subject(host={"PidsLimit": -1})) == "WARN"
+    assert result("cis-5.29", subject(host={"PidsLimit": 100})) == "PASS"
 
 
 def test_daemon_rules() -> None:
@@ -322,6 +322,9 @@ def test_daemon_rules() -> None:
     assert found["daemon-live-restore"] == "WARN"
     assert found["daemon-tcp-tls"] == "PASS"
     assert found["daemon-log-driver"] == "INFO"
+    assert found["daemon-swarm"] == "PASS"
+    in_swarm = Daemon(info={**INFO, "Swarm": {"LocalNodeState": "active"}})
+    assert {f.rule: f.result for f in audit_daemon(in_swarm)}["daemon-swarm"] == "WARN"
     tcp = Daemon(
         info={**INFO, "SecurityOptions": ["name=userns"], "LiveRestoreEnabled": True},
         url="tcp://10.0.0.1:2375",
@@ -359,8 +362,8 @@ def test_report_worst_first_and_exit_codes() -> None:
     host = HostAudit("host1", DAEMON.url, audit_daemon(DAEMON), [good, bad])
     text = render_text([host])
     assert text.index("bad (x, created)") < text.index("good (x, created)")
-    assert "FAIL cis-5.4" in text and "score 100/100" in text
-    assert '"rule": "cis-5.4"' in render_json([host])
+    assert "FAIL cis-5.5" in text and "score 100/100" in text
+    assert '"rule": "cis-5.5"' in render_json([host])
     assert exit_code([host], None) == 0
     assert exit_code([host], "fail") == 1
     only_good = HostAudit("host1", DAEMON.url, [], [good])
