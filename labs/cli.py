@@ -8,6 +8,7 @@
     lab shell HOST                           a shell there, DOCKER_HOST set
     lab images                               the lab's image names
     lab exercises | check NN                 the exercises, and checking one you did
+    lab audit [HOST ...] [-o json]           a container security audit of every host's daemon
 
 Like ``docker-machine env``, ``eval $(discoveryctl lab env host2)`` points the
 docker CLI at host2's daemon.
@@ -28,6 +29,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from audit.cli import add_output_arguments
+from audit.cli import report as audit_report
+from audit.engine import audit_host
 from discovery.cli import EXIT_NOT_FOUND, EXIT_USAGE, Parser
 from discovery.errors import DiscoveryError, SettingsError
 from labs import topology
@@ -109,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     execute.add_argument("host")
     execute.add_argument("argv", nargs=argparse.REMAINDER)
     verb("images", "the lab image names")
+    audit = verb("audit", "a container security audit of each host's Docker daemon (CIS v1.6.0)")
+    audit.add_argument("hosts", nargs="*", metavar="HOST", help="only these hosts (default: all)")
+    add_output_arguments(audit)
     verb("exercises", "list the exercises in labs/exercises")
     verb("check", "check an exercise you did (e.g. lab check 03)").add_argument("number")
     return lab
@@ -357,6 +364,10 @@ def run_lab_command(args: argparse.Namespace) -> int:
         for image in state.images.values():
             print(image)
         return 0
+    if verb == "audit":
+        names = args.hosts or sorted(state.hosts)
+        urls = {name: _host(state, name).docker_url for name in names}
+        return _audit(urls, args)
     host = _host(state, args.host)
     if verb in ("stop", "start", "restart"):
         lab = Lab(plan_from_state(state, name), say=lambda text: print(text, flush=True))
@@ -388,6 +399,15 @@ def run_lab_command(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         os.execvpe("nsenter", ["nsenter", f"--net=/run/netns/{host.netns}", *argv], env)
     return 0
+
+
+def _audit(urls: dict[str, str], args: argparse.Namespace) -> int:
+    """`lab audit`: each host's daemon in turn; one that does not answer is one line."""
+    audits = [
+        audit_host(name, url, container=args.container, scan_files=not args.no_files)
+        for name, url in urls.items()
+    ]
+    return audit_report(audits, args)
 
 
 def run_on_vagrant_lab(lab: VagrantLab, args: argparse.Namespace) -> int:
@@ -430,6 +450,11 @@ def run_on_vagrant_lab(lab: VagrantLab, args: argparse.Namespace) -> int:
                 star = "*" if row["active"] else "-"
                 print(f"{row['name']:<8} {star:<6} {row['underlay_ip']:<16} {row['docker_url']}")
         return 0
+    if verb == "audit":
+        for name in args.hosts:
+            lab.address(name)  # an unknown host is one clear error
+        names = args.hosts or list(lab.hosts)
+        return _audit({name: lab.docker_url(name) for name in names}, args)
     host = args.host
     if verb == "ip":
         print(lab.address(host))

@@ -29,7 +29,8 @@ def test_discoveryctl_lookup_loads_no_lab_code():
     modules = imported_modules("lookup", "web", "--etcd-endpoints", "http://127.0.0.1:9")
     assert "discovery.store" in modules  # it did get as far as the store
     assert not {m for m in modules if m == "labs" or m.startswith("labs.")}
-    assert not {m for m in modules if m.split(".")[0] in ("agent", "dnsserver")}
+    assert not {m for m in modules if m.split(".")[0] in ("agent", "dnsserver", "audit")}
+    assert "docker" not in modules
 
 
 def test_the_lab_commands_come_from_the_labs_package_by_entry_point():
@@ -41,6 +42,17 @@ def test_the_lab_commands_come_from_the_labs_package_by_entry_point():
         [BIN / "discoveryctl", "lab", "--help"], capture_output=True, text=True, timeout=60
     )
     assert lab_help.returncode == 0 and "usage: discoveryctl lab" in lab_help.stdout
+
+
+def test_the_audit_comes_from_the_audit_package_by_entry_point():
+    listed = subprocess.run(
+        [BIN / "discoveryctl", "--help"], capture_output=True, text=True, timeout=60
+    ).stdout
+    assert re.search(r"^\s+audit\s+the audit commands, from audit", listed, re.MULTILINE), listed
+    audit_help = subprocess.run(
+        [BIN / "discoveryctl", "audit", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert audit_help.returncode == 0 and "usage: discoveryctl audit" in audit_help.stdout
 
 
 def test_dnspython_and_the_dns_server_share_one_environment():
