@@ -21,7 +21,11 @@ from discovery.cli import Parser
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     """The options `discoveryctl audit` and `discoveryctl lab audit` share."""
-    parser.add_argument("--container", metavar="NAME", help="audit only this container")
+    parser.add_argument(
+        "--container",
+        metavar="NAME",
+        help="audit only the containers of this name, or id prefix, or name pattern ('ex09-*')",
+    )
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
     parser.add_argument(
         "--fail-on",

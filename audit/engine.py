@@ -15,6 +15,7 @@ is too big leaves the SUID/SGID rule with INFO.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import io
 import os
 import stat
@@ -182,7 +183,10 @@ def audit_host(
         images: dict[str, tuple[dict[str, Any] | None, list[dict[str, Any]]]] = {}
         for summary in listed:
             names = [n.lstrip("/") for n in summary.get("Names") or []]
-            if container and container not in names and not summary["Id"].startswith(container):
+            if container and not (
+                any(fnmatch.fnmatchcase(name, container) for name in names)
+                or summary["Id"].startswith(container)
+            ):
                 continue
             label = names[0] if names else summary["Id"][:12]
             try:

@@ -263,6 +263,10 @@ def test_text_output_one_container_and_exit_codes(audit_containers: DockerHost) 
     # The daemon's own findings (userns off, icc on) are WARNs: --fail-on warn trips on them.
     assert clean.returncode == 1
     assert "hardened (audit-hardened:1.0, running): score 100/100" in clean.stdout
+    # A name pattern picks every container it matches, and only those.
+    picked = run_audit(url, "--container", "*ports*", "-o", "json", "--no-files")
+    names = {c["name"] for h in json.loads(picked.stdout)["hosts"] for c in h["containers"]}
+    assert names and all("ports" in name for name in names), names
     missing = run_audit(url, "--container", "nothing-by-that-name")
     assert missing.returncode == 0
     assert "no container 'nothing-by-that-name'" in missing.stdout
