@@ -48,7 +48,7 @@ from labs.plan import (
     underlay_conflicts,
 )
 from labs.runner import Lab, process_condition
-from labs.state import LabState, load_state, state_file, state_root
+from labs.state import HostState, LabState, load_state, state_file, state_root
 from labs.vagrant_lab import VAGRANT_VERBS, VagrantLab, load_vagrant_lab
 
 
@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("rm", "take a host out of the lab: its processes, containers, lease and namespace"),
     ):
         verb(verb_name, help_text).add_argument("host")
+    verbs.choices["create"].add_argument(
+        "--userns-remap",
+        action="store_true",
+        help="its dockerd maps container root to an unprivileged host range (--userns-remap)",
+    )
     execute = verb("exec", "run a command in a host's namespace")
     execute.add_argument("host")
     execute.add_argument("argv", nargs=argparse.REMAINDER)
@@ -183,7 +188,9 @@ def refuse_taken_underlay(plan: LabPlan) -> None:
         )
 
 
-def _create_or_remove(state: LabState, verb: str, host_name: str) -> int:
+def _create_or_remove(
+    state: LabState, verb: str, host_name: str, userns_remap: bool = False
+) -> int:
     def say(text: str) -> None:
         print(text, flush=True)
 
@@ -207,6 +214,10 @@ def _create_or_remove(state: LabState, verb: str, host_name: str) -> int:
         plan = plan_from_state(state, state.name)
     except PlanError as error:
         raise LabCommandError(str(error)) from error
+    planned = plan.host(host_name)
+    state.hosts[host_name] = HostState(
+        host_name, planned.netns, str(planned.underlay_ip), userns_remap=userns_remap
+    )
     Lab(plan, say=say).up(state)
     print(f"{host_name}: created in lab {state.name!r}")
     return 0
@@ -309,7 +320,7 @@ def run_lab_command(args: argparse.Namespace) -> int:
         return 0
     state = _require_state(name)
     if verb in ("create", "rm"):
-        return _create_or_remove(state, verb, args.host)
+        return _create_or_remove(state, verb, args.host, getattr(args, "userns_remap", False))
     if verb == "check":
         exercise = find_exercise(args.number)
         env = {**lab_environment(state), "LAB_KIND": "local"}

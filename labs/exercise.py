@@ -33,7 +33,9 @@ from discovery.errors import DiscoveryError
 EXERCISES_DIR = Path(str(resources.files("labs") / "exercises"))
 CHECK_TIMEOUT_S = 60
 _FOLDER_RE = re.compile(r"^(\d\d)-[a-z0-9-]+$")
-_STEP_RE = re.compile(r"^```sh step\n(.*?)^```", re.MULTILINE | re.DOTALL)
+# "```sh step" runs on every lab; "```sh step local" only on the local lab (it makes
+# or removes hosts, which on the Vagrant lab are VMs that Vagrant makes).
+_STEP_RE = re.compile(r"^```sh step( local)?\n(.*?)^```", re.MULTILINE | re.DOTALL)
 _BEFORE_RE = re.compile(r"^```sh before\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
@@ -61,16 +63,20 @@ class Exercise:
     def check(self) -> Path:
         return self.folder / "check"
 
-    def steps(self) -> list[str]:
-        return steps_in(self.readme.read_text())
+    def steps(self, lab_kind: str = "local") -> list[str]:
+        return steps_in(self.readme.read_text(), lab_kind)
 
     def before(self) -> str:
         return before_in(self.readme.read_text())
 
 
-def steps_in(markdown: str) -> list[str]:
-    """The ```sh step blocks of a README, in order."""
-    return [block.strip() for block in _STEP_RE.findall(markdown)]
+def steps_in(markdown: str, lab_kind: str = "local") -> list[str]:
+    """The ```sh step blocks of a README, in order, that run on this kind of lab."""
+    return [
+        block.strip()
+        for only_local, block in _STEP_RE.findall(markdown)
+        if not only_local or lab_kind == "local"
+    ]
 
 
 def before_in(markdown: str) -> str:

@@ -460,7 +460,10 @@ class Lab:
             dns=[host_state.dns_ip],
             dns_search=[f"service.{self.domain}"],
             # the agent masquerades traffic leaving the overlay, as flannel does
-            extra_args=["--ip-masq=false"],
+            extra_args=["--ip-masq=false"]
+            # "default": dockerd makes the user dockremap and its subordinate ID range
+            # (/etc/subuid, /etc/subgid) itself, as on any Docker host.
+            + (["--userns-remap=default"] if host_state.userns_remap else []),
         )
 
     def _ensure_daemon(self, host: HostPlan, host_state: HostState) -> None:
@@ -558,6 +561,11 @@ class Lab:
         state.processes = [p for p in state.processes if p.host != name]
         del state.hosts[name]
         state.removed = sorted({*state.removed, name})
+        # Removing the last hosts shrinks the lab: the next `lab create` is that
+        # number again (never below the hosts that carry the etcd members).
+        while state.host_count > state.etcd_members and f"host{state.host_count}" in state.removed:
+            state.removed.remove(f"host{state.host_count}")
+            state.host_count -= 1
         save_state(state)
 
     async def _delete(self, key: str) -> None:

@@ -53,6 +53,7 @@ class HostState:
     dns_ip: str = ""
     up: bool = False
     stopped_containers: list[str] = field(default_factory=list)  # running when lab stop came
+    userns_remap: bool = False  # its dockerd maps container root to an unprivileged range
 
 
 @dataclass

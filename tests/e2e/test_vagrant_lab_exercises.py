@@ -236,7 +236,7 @@ def test_the_exercise_on_the_vagrant_lab(vm, number):
     exercise = find_exercise(number)
     before = vm.shell(f"discoveryctl lab check {number}")
     assert before.returncode == 1 and "not done yet" in before.stdout, before.stdout + before.stderr
-    for index, step in enumerate(exercise.steps(), 1):
+    for index, step in enumerate(exercise.steps("vagrant"), 1):
         result = vm.shell(f"set -e -o pipefail\n{exercise.before()}\n{step}", STEP_TIMEOUT_S)
         assert result.returncode == 0, (
             f"{exercise.folder.name} step {index} failed on the VM:\n{step}\n"

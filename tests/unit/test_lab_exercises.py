@@ -39,6 +39,12 @@ Then:
 ```sh step
 discoveryctl lab exec host2 -- docker ps
 ```
+
+Only where hosts are namespaces:
+
+```sh step local
+discoveryctl lab create host4
+```
 """
 
 
@@ -46,7 +52,10 @@ def test_only_sh_step_blocks_are_steps_in_order():
     assert steps_in(README) == [
         "docker network create ex03-net\ndocker network ls",
         "discoveryctl lab exec host2 -- docker ps",
+        "discoveryctl lab create host4",
     ]
+    # On the Vagrant lab, hosts are VMs: the local-only step is left out.
+    assert steps_in(README, "vagrant") == steps_in(README)[:2]
     assert before_in(README) == "eval $(discoveryctl lab env host1)"
 
 
