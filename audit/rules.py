@@ -510,6 +510,27 @@ def privileged_ports(subject: Subject) -> Verdict:
 
 
 @rule(
+    "cis-5.9",
+    "5.9",
+    "Ensure that only needed ports are open on the container",
+    "docker run -p only for the ports clients must reach (no -P)",
+)
+def open_ports(subject: Subject) -> Verdict:
+    # Which ports are needed only the owner knows; -p names each one on purpose, while
+    # -P publishes every port the image exposes, needed or not.
+    published = [
+        f"{host_ip or '*'}:{host_port}->{port}"
+        for port, host_ip, host_port in _port_bindings(subject)
+    ]
+    if subject.host_config.get("PublishAllPorts"):
+        exposed = sorted((subject.image_config.get("ExposedPorts") or {}).keys())
+        return _verdict(WARN, f"HostConfig.PublishAllPorts=true: {', '.join(exposed) or 'none'}")
+    if published:
+        return _verdict(PASS, f"published one by one: {'; '.join(published)}")
+    return _verdict(PASS, "no port published")
+
+
+@rule(
     "cis-5.10",
     "5.10",
     "Ensure that the host's network namespace is not shared",
@@ -646,6 +667,23 @@ def devices(subject: Subject) -> Verdict:
     if found:
         return _verdict(WARN, f"HostConfig.Devices: {', '.join(found)}")
     return _verdict(PASS, "no host device")
+
+
+@rule(
+    "cis-5.19",
+    "5.19",
+    "Ensure that the default ulimit is overwritten at runtime if needed",
+    "docker run --ulimit nofile=1024:2048 only where the daemon's default does not fit",
+)
+def ulimits(subject: Subject) -> Verdict:
+    # Overriding is allowed "if needed": say which, judged by the owner (INFO).
+    found = [
+        f"{u.get('Name')}={u.get('Soft')}:{u.get('Hard')}"
+        for u in subject.host_config.get("Ulimits") or []
+    ]
+    if found:
+        return _verdict(INFO, f"HostConfig.Ulimits: {', '.join(found)}")
+    return _verdict(PASS, "the daemon's default ulimits")
 
 
 @rule(

@@ -48,42 +48,44 @@ COLUMNS = [
     ),
     *("cis-5.20", "cis-5.21", "cis-5.22", "cis-5.25", "cis-5.26", "cis-5.27", "cis-5.29"),
     *("cis-5.30", "cis-5.31", "cis-5.32", "lab-socket-mount"),
+    *("cis-5.9", "cis-5.19"),
 ]
 EXPECTED_TEXT = """
-# (read each column top down: 4.1 is cis-4.1, 510 cis-5.10, sec tag soc the lab-* rules)
-#                  4 4 4 4 4 s t 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 s
-#                            e a               1 1 1 1 1 1 1 1 1 2 2 2 2 2 2 2 3 3 3 o
-#                  1 6 7 8 9 c g 2 3 4 5 6 7 8 0 1 2 3 4 5 6 7 8 0 1 2 5 6 7 9 0 1 2 c
-hardened           P P P P P P P - - P P P P P P P P P P P P P P P P P P P P P P P P P
-plain              W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P P P
-root-slash         W W P P P P P - - W P F - P P W W W P P P P P P P P P W W W I P F P
-privileged         W W P P P P P - - F F P - P P W W W P P P P P P P W P W W W I P P P
-all-ports          W W P P P P P - - W P P - P P W W W W P P P P P P P P W W W I P P P
-user-0-0           W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P P P
-user-root-group    W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P P P
-seccomp-off        W W P P P P P - - W P P - P P W W W P P P P P P P W P W W W I P P P
-nnp-false          W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P P P
-sys-admin          W W P P P P P - - F P P - P P W W W P P P P P P P P P W W W I P P P
-etc-read-only      W W P P P P P - - W P W - P P W W W P P P P P P P P P W W W I P P P
-root-home          W W P P P P P - - W P F - P P W W W P P P P P P P P P W W W I P P P
-run-read-only      W W P P P P P - - W P W - P P W W W P P P P P P P P P W W W I P F P
-var-run            W W P P P P P - - W P F - P P W W W P P P P P P P P P W W W I P F P
-home-read-only     W W P P P P P - - W P W - P P W W W P P P P P P P P P W W W I P P P
-cpu-quota          W W P P P P P - - W P P - P P W P W P P P P P P P P P W W W I P P P
-cpuset             W W P P P P P - - W P P - P P W P W P P P P P P P P P W W W I P P P
-ports-wildcard     W W P P P P P - - W P P - W P W W W W P P P P P P P P W W W I P P P
-port-one-address   W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P P P
-restart-always     W W P P P P P - - W P P - P P W W W P W P P P P P P P W W W I P P P
-secret-env         W W P P P F P - - W P P - P P W W W P P P P P P P P P W W W I P P P
-latest-image       W W P W I F W - - W P P - P P W W W P P P P P P P P P W W W I P P P
-untagged           W W P W I F W - - W P P - P P W W W P P P P P P P P P W W W I P P P
-socket-dir         W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P F P
-other-socket       W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P P W
-host-namespaces    W W P P P P P - - W P P - P F W W W P P F F P P W P P W W W P W P P
-device             W W P P P P P - - W P P - P P W W W P P P P W P P P P W W W I P P P
-shared-mount       W W P P P P P - - W P P - P P W W W P P P P P W P P P W W W I P P P
-cgroup-parent      W W P P P P P - - W P P - P P W W W P P P P P P P P W W W W I P P P
-running-web        W W P P P P P - - W P P P P P W W W P P P P P P P P P W W W I P P P
+# (read each column top down: 4.1 is cis-4.1, 510 cis-5.10, sec tag soc the lab-* rules,
+#  then the last two columns: 59 is cis-5.9, 519 cis-5.19)
+#                  4 4 4 4 4 s t 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 s 5 5
+#                            e a               1 1 1 1 1 1 1 1 1 2 2 2 2 2 2 2 3 3 3 o   1
+#                  1 6 7 8 9 c g 2 3 4 5 6 7 8 0 1 2 3 4 5 6 7 8 0 1 2 5 6 7 9 0 1 2 c 9 9
+hardened           P P P P P P P - - P P P P P P P P P P P P P P P P P P P P P P P P P P P
+plain              W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P P P P P
+root-slash         W W P P P P P - - W P F - P P W W W P P P P P P P P P W W W I P F P P P
+privileged         W W P P P P P - - F F P - P P W W W P P P P P P P W P W W W I P P P P P
+all-ports          W W P P P P P - - W P P - P P W W W W P P P P P P P P W W W I P P P W P
+user-0-0           W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P P P P P
+user-root-group    W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P P P P P
+seccomp-off        W W P P P P P - - W P P - P P W W W P P P P P P P W P W W W I P P P P P
+nnp-false          W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P P P P P
+sys-admin          W W P P P P P - - F P P - P P W W W P P P P P P P P P W W W I P P P P P
+etc-read-only      W W P P P P P - - W P W - P P W W W P P P P P P P P P W W W I P P P P P
+root-home          W W P P P P P - - W P F - P P W W W P P P P P P P P P W W W I P P P P P
+run-read-only      W W P P P P P - - W P W - P P W W W P P P P P P P P P W W W I P F P P P
+var-run            W W P P P P P - - W P F - P P W W W P P P P P P P P P W W W I P F P P P
+home-read-only     W W P P P P P - - W P W - P P W W W P P P P P P P P P W W W I P P P P P
+cpu-quota          W W P P P P P - - W P P - P P W P W P P P P P P P P P W W W I P P P P P
+cpuset             W W P P P P P - - W P P - P P W P W P P P P P P P P P W W W I P P P P P
+ports-wildcard     W W P P P P P - - W P P - W P W W W W P P P P P P P P W W W I P P P P P
+port-one-address   W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P P P P P
+restart-always     W W P P P P P - - W P P - P P W W W P W P P P P P P P W W W I P P P P P
+secret-env         W W P P P F P - - W P P - P P W W W P P P P P P P P P W W W I P P P P P
+latest-image       W W P W I F W - - W P P - P P W W W P P P P P P P P P W W W I P P P P P
+untagged           W W P W I F W - - W P P - P P W W W P P P P P P P P P W W W I P P P P P
+socket-dir         W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P F P P P
+other-socket       W W P P P P P - - W P P - P P W W W P P P P P P P P P W W W I P P W P P
+host-namespaces    W W P P P P P - - W P P - P F W W W P P F F P P W P P W W W P W P P P P
+device             W W P P P P P - - W P P - P P W W W P P P P W P P P P W W W I P P P P P
+shared-mount       W W P P P P P - - W P P - P P W W W P P P P P W P P P W W W I P P P P P
+cgroup-parent      W W P P P P P - - W P P - P P W W W P P P P P P P P W W W W I P P P P P
+running-web        W W P P P P P - - W P P P P P W W W P P P P P P P P P W W W I P P P P P
 """
 CODES = {"F": "FAIL", "W": "WARN", "I": "INFO", "P": "PASS", "-": "N/A"}
 

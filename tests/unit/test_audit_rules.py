@@ -191,6 +191,24 @@ def test_publish_all_and_running_ports() -> None:
     assert result("cis-5.14", subject()) == "PASS"
 
 
+def test_only_needed_ports_every_exposed_one_is_not_chosen() -> None:
+    exposing = {"ExposedPorts": {"80/tcp": {}, "443/tcp": {}}}
+    all_of_them = subject(host={"PublishAllPorts": True}, image_config=exposing)
+    assert result("cis-5.9", all_of_them) == "WARN"
+    assert "443/tcp" in evidence("cis-5.9", all_of_them)
+    one = subject(host={"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}})
+    assert result("cis-5.9", one) == "PASS"
+    assert "127.0.0.1:8080->80/tcp" in evidence("cis-5.9", one)
+    assert result("cis-5.9", subject()) == "PASS"
+
+
+def test_ulimits_overridden_are_listed_for_the_owner() -> None:
+    raised = subject(host={"Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}]})
+    assert result("cis-5.19", raised) == "INFO"
+    assert evidence("cis-5.19", raised) == "HostConfig.Ulimits: nofile=1024:2048"
+    assert result("cis-5.19", subject()) == "PASS"
+
+
 @pytest.mark.parametrize(
     ("name", "count", "expected"),
     [("no", 0, "PASS"), ("", 0, "PASS"), ("always", 0, "WARN"), ("unless-stopped", 0, "WARN"),
