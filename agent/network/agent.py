@@ -103,14 +103,17 @@ class NetworkAgent:
         store: Store,
         rng: random.Random | None = None,
         metrics: NetworkMetrics | None = None,
+        netlink: Netlink | None = None,
+        firewall: Firewall | None = None,
     ) -> None:
         """``store``: etcd, owned by the caller (who closes it after ``run``)."""
         self.options = options
         self.settings = settings
         self.rng = rng or random.SystemRandom()
         self.store = store
-        self.netlink = Netlink()
-        self.firewall = Firewall()
+        # The kernel's two clients; the entry point may hand in its own (or a test its fakes).
+        self.netlink = netlink or Netlink()
+        self.firewall = firewall or Firewall()
         self.subnets_prefix = flannel.subnets_prefix(settings.network_prefix)
         # filled in during start-up
         self.underlay: Underlay | None = None
