@@ -238,9 +238,16 @@ class MapServer:
         return headers
 
     async def _answer(
-        self, request: web.Request, body: Callable[[Shapes], Any], *, blocks: bool = True
+        self,
+        request: web.Request,
+        body: Callable[[Shapes], Any],
+        *,
+        blocks: bool = True,
+        service: str | None = None,
     ) -> web.Response:
-        """Validate, block if asked, then answer body(shapes) with the headers."""
+        """Validate, block if asked, then answer body(shapes) with the headers.
+
+        ``service``: the one service asked about, 404 when it was never seen."""
         try:
             query = parse_blocking(request.query)
         except BadRequest as error:
@@ -254,6 +261,8 @@ class MapServer:
             return json_error(
                 503, "the catalog has not loaded from etcd yet", {"X-Consul-KnownLeader": "false"}
             )
+        if service is not None and (missing := self._unknown(service)) is not None:
+            return missing
         if blocks and query.blocking:
             await self._block(query)
         return web.json_response(
@@ -277,7 +286,7 @@ class MapServer:
 
     def _unknown(self, name: str) -> web.Response | None:
         """404 for a service never seen (one whose endpoints all left answers [], as Consul)."""
-        if not self.loaded or name in self.known_services or self.catalog.endpoints(name):
+        if name in self.known_services or self.catalog.endpoints(name):
             return None
         return json_error(
             404, f"unknown service {name!r}: no endpoint of it is registered", self.headers()
@@ -288,18 +297,15 @@ class MapServer:
 
     async def catalog_service(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        if (missing := self._unknown(name)) is not None:
-            return missing
         tags = request.query.getall("tag", [])
         return await self._answer(
             request,
             lambda shapes: shapes.catalog_service(select(self.catalog.endpoints(name), tags=tags)),
+            service=name,
         )
 
     async def health_service(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        if (missing := self._unknown(name)) is not None:
-            return missing
         tags = request.query.getall("tag", [])
         passing = flag(request.query, "passing")
         return await self._answer(
@@ -307,6 +313,7 @@ class MapServer:
             lambda shapes: shapes.health_service(
                 select(self.catalog.endpoints(name), tags=tags, passing=passing)
             ),
+            service=name,
         )
 
     async def catalog_nodes(self, request: web.Request) -> web.Response:

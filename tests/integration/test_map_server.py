@@ -97,6 +97,8 @@ async def test_bad_requests_get_json_errors(lab):
     assert status == 404 and "unknown service 'nope'" in body["error"] and body["status"] == 404
     status, _, body = await fetch(server, "/v1/health/service/nope?passing")
     assert status == 404 and "nope" in body["error"]
+    status, _, body = await fetch(server, "/v1/health/service/nope?index=x")
+    assert status == 400 and body["error"].startswith("Invalid index")  # checked first
     for query in ("index=abc", "index=-3", "index=1&wait=10", "index=1&wait=soon"):
         status, _, body = await fetch(server, f"/v1/catalog/services?{query}")
         assert status == 400, query
