@@ -103,6 +103,7 @@ class MapServer:
         self.known_services: set[str] = set()  # every service seen since start
         self.lost_since: float | None = None  # monotonic time etcd was lost, when it is
         self.waiting = 0  # blocking queries waiting now
+        self._closing = False
         self.port: int | None = None
         self._changed_event = asyncio.Event()
         self._given_store = store
@@ -149,7 +150,12 @@ class MapServer:
             await asyncio.sleep(0.01)
 
     async def close(self) -> None:
-        """Stop everything that was started; safe after a half-done start."""
+        """Stop everything that was started; safe after a half-done start.
+
+        Blocking queries still waiting are answered first (with the index they
+        had), or aiohttp's shutdown would wait up to a minute for each."""
+        self._closing = True
+        self._changed_event.set()
         feed, self._feed = self._feed, None
         if feed is not None:
             feed.cancel()
@@ -275,7 +281,7 @@ class MapServer:
         deadline = time.monotonic() + query.wait_s + jitter
         self.waiting += 1
         try:
-            while consul_index(self.catalog) <= query.index:
+            while consul_index(self.catalog) <= query.index and not self._closing:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return

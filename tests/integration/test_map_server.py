@@ -223,3 +223,19 @@ async def test_etcd_down_answers_from_the_last_known_catalog_and_says_so(own_etc
         assert headers["X-Consul-KnownLeader"] == "true"
     finally:
         await server.close()
+
+
+async def test_closing_answers_the_waiting_queries_at_once(etcd_settings):
+    revision = await write_lab(etcd_settings)
+    server = await start_map(etcd_settings)
+    query = asyncio.create_task(blocking_get(server, "/v1/catalog/services", revision, "5m"))
+    try:
+        await eventually(lambda: server.waiting == 1, 5, "the query waiting")
+        started = time.perf_counter()
+        await server.close()  # without the wake-up, aiohttp's shutdown waits a minute
+        assert time.perf_counter() - started < 2
+        _, status, index, _ = await asyncio.wait_for(query, 5)
+        assert status == 200 and index == revision
+    finally:
+        query.cancel()
+        await server.close()
