@@ -81,8 +81,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if error.status < 400:
             raise
         keep = {k: v for k, v in error.headers.items() if k.lower() == "allow"}
-        text = error.text if error.text and error.text != error.reason else error.reason
-        return json_error(error.status, f"{text}: {request.method} {request.path}", keep)
+        return json_error(error.status, f"{error.reason}: {request.method} {request.path}", keep)
     except Exception:
         log.exception("map: %s %s failed", request.method, request.path_qs)
         return json_error(500, f"internal error answering {request.path}")
