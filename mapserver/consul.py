@@ -17,9 +17,11 @@ How the lab maps onto Consul's model:
 * the one *check* of an instance is Docker's health, mapped onto Consul's
   states: passing/healthy -> passing, starting -> warning,
   unhealthy/paused -> critical;
-* every index (``X-Consul-Index``, ``CreateIndex``, ``ModifyIndex``) is the
-  etcd revision the catalog was last changed at (etcd's revision rises on
-  every write, as Consul's Raft index does).
+* every index (``X-Consul-Index``, ``CreateIndex``, ``ModifyIndex``) is an
+  etcd revision (it rises on every write, as Consul's Raft index does): the
+  catalog's last change, or for one service's queries that service's last
+  change (``mapserver.server`` keeps those). The catalog keeps no revision
+  per key, so an instance's Create/ModifyIndex are its service's index too.
 """
 
 from __future__ import annotations
@@ -156,10 +158,11 @@ class NodeView:
 class Shapes:
     """Consul's responses, made from one catalog at its current revision."""
 
-    def __init__(self, catalog: Catalog, datacenter: str) -> None:
+    def __init__(self, catalog: Catalog, datacenter: str, index: int | None = None) -> None:
+        """``index``: the CreateIndex/ModifyIndex to show (default: the catalog's)."""
         self.catalog = catalog
         self.datacenter = datacenter
-        self.index = consul_index(catalog)
+        self.index = consul_index(catalog) if index is None else index
         self._nodes: dict[str, Node] = {node.node: node for node in catalog.nodes()}
 
     def node_of(self, endpoint: Endpoint) -> NodeView:

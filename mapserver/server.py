@@ -2,7 +2,9 @@
 
 ``MapServer`` owns a ``Catalog`` fed by ONE ``follow_prefix`` watch (as the
 DNS server's is): no request reads etcd. Every answer comes from memory, with
-the etcd revision it reflects as ``X-Consul-Index``.
+the etcd revision it reflects as ``X-Consul-Index``: the catalog's last
+change, or for a query on one service, that service's last change (as
+Consul keeps an index per service), so a watcher of web is not woken by db.
 
 Blocking queries (``?index=N&wait=10s``): a request whose ``index`` is not
 below the current one waits on an ``asyncio.Event`` that every catalog change
@@ -102,6 +104,11 @@ class MapServer:
         self.known_services: set[str] = set()  # every service seen since start
         self.lost_since: float | None = None  # monotonic time etcd was lost, when it is
         self.waiting = 0  # blocking queries waiting now
+        # Per-service indexes, as Consul keeps them: the revision at which each service
+        # last changed, so a query on web neither wakes for nor reports a change of db.
+        self._service_index: dict[str, int] = {}
+        self._index_floor = 0  # the revision of the last whole snapshot: every service's
+        self._pending: list[CatalogChange] = []  # changes whose revision is not noted yet
         self._closing = False
         self.port: int | None = None
         self._changed_event = asyncio.Event()
@@ -178,6 +185,8 @@ class MapServer:
 
     def _changed(self, change: CatalogChange) -> None:
         self.known_services.update(change.services)
+        # The catalog notifies before it sets a snapshot's revision: noted when next read.
+        self._pending.append(change)
         # Wake every waiter, and give the next ones a fresh event to wait on.
         event, self._changed_event = self._changed_event, asyncio.Event()
         event.set()
@@ -224,16 +233,30 @@ class MapServer:
         app.router.add_get("/v1/lab/status", self.lab_status)
         return app
 
+    def index_of(self, service: str | None) -> int:
+        """X-Consul-Index of a query: the whole catalog's, or one service's last change."""
+        if self._pending:
+            revision = self.catalog.revision
+            for change in self._pending:
+                if change.full:
+                    self._index_floor = revision
+                for name in change.services:
+                    self._service_index[name] = revision
+            self._pending.clear()
+        if service is None:
+            return consul_index(self.catalog)
+        return max(1, self._index_floor, self._service_index.get(service, 0))
+
     def stale_seconds(self) -> float | None:
         if self.lost_since is None:
             return None
         return time.monotonic() - self.lost_since
 
-    def headers(self) -> dict[str, str]:
+    def headers(self, service: str | None = None) -> dict[str, str]:
         """Consul's query-meta headers, and the lab's word on etcd's reachability."""
         stale = self.stale_seconds()
         headers = {
-            "X-Consul-Index": str(consul_index(self.catalog)),
+            "X-Consul-Index": str(self.index_of(service)),
             "X-Consul-KnownLeader": "true" if stale is None else "false",
             "X-Consul-LastContact": "0" if stale is None else str(int(stale * 1000)),
             "X-Lab-Etcd": "reachable" if stale is None else "unreachable",
@@ -269,18 +292,19 @@ class MapServer:
         if service is not None and (missing := self._unknown(service)) is not None:
             return missing
         if blocks and query.blocking:
-            await self._block(query)
+            await self._block(query, service)
         return web.json_response(
-            body(Shapes(self.catalog, self.datacenter)), headers=self.headers()
+            body(Shapes(self.catalog, self.datacenter, self.index_of(service))),
+            headers=self.headers(service),
         )
 
-    async def _block(self, query: BlockingQuery) -> None:
+    async def _block(self, query: BlockingQuery, service: str | None) -> None:
         """Until the index passes query.index, or wait (plus jitter) is over."""
         jitter = random.uniform(0, query.wait_s * self.options.jitter_fraction)
         deadline = time.monotonic() + query.wait_s + jitter
         self.waiting += 1
         try:
-            while consul_index(self.catalog) <= query.index and not self._closing:
+            while self.index_of(service) <= query.index and not self._closing:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
@@ -294,7 +318,9 @@ class MapServer:
         if name in self.known_services or self.catalog.endpoints(name):
             return None
         return json_error(
-            404, f"unknown service {name!r}: no endpoint of it is registered", self.headers()
+            404,
+            f"unknown service {name!r}: no endpoint of it is registered",
+            self.headers(name),
         )
 
     async def catalog_services(self, request: web.Request) -> web.Response:

@@ -239,3 +239,26 @@ async def test_closing_answers_the_waiting_queries_at_once(etcd_settings):
     finally:
         query.cancel()
         await server.close()
+
+
+async def test_a_query_on_one_service_sleeps_through_changes_of_another(lab):
+    settings, server, _ = lab
+    _, headers, _ = await fetch(server, "/v1/health/service/web")
+    web_index = int(headers["X-Consul-Index"])
+    query = asyncio.create_task(blocking_get(server, "/v1/health/service/web", web_index, "10s"))
+    async with EtcdStore(settings) as store:
+        await eventually(lambda: server.waiting == 1, 5, "the query waiting")
+        other = schema.Endpoint(service="db", address="10.5.3.3", port=5432, node="host3")
+        db_revision = await put_endpoint(store, settings, other)
+        await eventually(lambda: server.catalog.revision >= db_revision, 5, "db's change in")
+        await asyncio.sleep(0.2)
+        assert not query.done() and server.waiting == 1  # db changed, web did not
+        _, headers, _ = await fetch(server, "/v1/health/service/web")
+        assert int(headers["X-Consul-Index"]) == web_index
+        _, headers, _ = await fetch(server, "/v1/catalog/services")
+        assert int(headers["X-Consul-Index"]) == db_revision  # the whole catalog's moved on
+        newcomer = schema.Endpoint(service="web", address="10.5.3.7", port=80, node="host3")
+        web_revision = await put_endpoint(store, settings, newcomer)
+    _, status, index, body = await asyncio.wait_for(query, 5)
+    assert status == 200 and index == web_revision
+    assert all(e["Service"]["ModifyIndex"] == web_revision for e in body)
