@@ -9,6 +9,7 @@
     lab images                               the lab's image names
     lab exercises | check NN                 the exercises, and checking one you did
     lab audit [HOST ...] [-o json]           a container security audit of every host's daemon
+    lab map [--listen 127.0.0.1:8500]        the lab's catalog in Consul's HTTP API shapes
 
 Like ``docker-machine env``, ``eval $(discoveryctl lab env host2)`` points the
 docker CLI at host2's daemon.
@@ -34,6 +35,7 @@ from audit.cli import report as audit_report
 from audit.engine import audit_host
 from discovery.cli import EXIT_NOT_FOUND, EXIT_USAGE, Parser
 from discovery.errors import DiscoveryError, SettingsError
+from discovery.settings import Settings
 from labs import topology
 from labs.demo import run_demo
 from labs.exercise import Exercise, all_exercises, find_exercise, run_check
@@ -50,6 +52,8 @@ from labs.plan import (
 from labs.runner import Lab, process_condition
 from labs.state import HostState, LabState, load_state, state_file, state_root
 from labs.vagrant_lab import VAGRANT_VERBS, VagrantLab, load_vagrant_lab
+from mapserver.cli import add_map_arguments
+from mapserver.cli import run as run_map_server
 
 
 class LabCommandError(DiscoveryError):
@@ -121,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit = verb("audit", "a container security audit of each host's Docker daemon (CIS v1.6.0)")
     audit.add_argument("hosts", nargs="*", metavar="HOST", help="only these hosts (default: all)")
     add_output_arguments(audit)
+    lab_map = verb("map", "serve the lab's catalog in Consul's HTTP API shapes (discoveryctl map)")
+    add_map_arguments(lab_map)
     verb("exercises", "list the exercises in labs/exercises")
     verb("check", "check an exercise you did (e.g. lab check 03)").add_argument("number")
     return lab
@@ -379,6 +385,8 @@ def run_lab_command(args: argparse.Namespace) -> int:
         names = args.hosts or sorted(state.hosts)
         urls = {name: _host(state, name).docker_url for name in names}
         return _audit(urls, args)
+    if verb == "map":
+        return _map(state.etcd_endpoints, args)
     host = _host(state, args.host)
     if verb in ("stop", "start", "restart"):
         lab = Lab(plan_from_state(state, name), say=lambda text: print(text, flush=True))
@@ -410,6 +418,12 @@ def run_lab_command(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         os.execvpe("nsenter", ["nsenter", f"--net=/run/netns/{host.netns}", *argv], env)
     return 0
+
+
+def _map(etcd_endpoints: list[str], args: argparse.Namespace) -> int:
+    """`lab map`: discoveryctl map on the lab's etcd (the lab's records use the default
+    prefix and domain), serving from this shell's namespace until Ctrl-C."""
+    return run_map_server(Settings(etcd_endpoints=tuple(etcd_endpoints)), args)
 
 
 def _audit(urls: dict[str, str], args: argparse.Namespace) -> int:
@@ -461,6 +475,8 @@ def run_on_vagrant_lab(lab: VagrantLab, args: argparse.Namespace) -> int:
                 star = "*" if row["active"] else "-"
                 print(f"{row['name']:<8} {star:<6} {row['underlay_ip']:<16} {row['docker_url']}")
         return 0
+    if verb == "map":
+        return _map(lab.etcd_endpoints, args)
     if verb == "audit":
         for name in args.hosts:
             lab.address(name)  # an unknown host is one clear error

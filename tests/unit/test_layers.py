@@ -55,6 +55,18 @@ def test_the_audit_comes_from_the_audit_package_by_entry_point():
     assert audit_help.returncode == 0 and "usage: discoveryctl audit" in audit_help.stdout
 
 
+def test_the_map_server_comes_from_the_mapserver_package_by_entry_point():
+    listed = subprocess.run(
+        [BIN / "discoveryctl", "--help"], capture_output=True, text=True, timeout=60
+    ).stdout
+    assert re.search(r"^\s+map\s+the map commands, from mapserver", listed, re.MULTILINE), listed
+    map_help = subprocess.run(
+        [BIN / "discoveryctl", "map", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert map_help.returncode == 0 and "usage: discoveryctl map" in map_help.stdout
+    assert "--listen" in map_help.stdout and "--etcd-endpoints" in map_help.stdout
+
+
 def test_dnspython_and_the_dns_server_share_one_environment():
     # dnspython is a test dependency: installed in this very environment, beside us.
     program = (

@@ -1,0 +1,384 @@
+"""The map server: one etcd watch -> the catalog -> Consul's catalog API over HTTP.
+
+``MapServer`` owns a ``Catalog`` fed by ONE ``follow_prefix`` watch (as the
+DNS server's is): no request reads etcd. Every answer comes from memory, with
+the etcd revision it reflects as ``X-Consul-Index``: the catalog's last
+change, or for a query on one service, that service's last change (as
+Consul keeps an index per service), so a watcher of web is not woken by db.
+
+Blocking queries (``?index=N&wait=10s``): a request whose ``index`` is not
+below the current one waits on an ``asyncio.Event`` that every catalog change
+sets (and replaces), so it answers as soon as the watch delivers a change, or
+after ``wait`` (plus Consul's jitter, up to wait/16) with the same index. The
+runner cancels the handler of a client that goes away
+(``handler_cancellation``), so a viewer that disconnects mid-wait leaves no
+waiter behind (``waiting`` counts them; the tests check it drops to 0).
+
+When etcd is unreachable the server keeps answering from the last known
+catalog and says so as Consul says it has lost its leader:
+``X-Consul-KnownLeader: false`` and ``X-Consul-LastContact`` the milliseconds
+since etcd was last reachable; besides, ``X-Lab-Etcd: unreachable`` and
+``X-Lab-Stale-Seconds``, and the JSON of ``GET /v1/lab/status``.
+
+The app is an ordinary aiohttp ``Application`` (``MapServer.app``): a page
+(the live map) can be added beside the API later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from discovery.catalog import Catalog, CatalogChange, follow_catalog
+from discovery.retry import Backoff
+from discovery.settings import Settings
+from discovery.store import EtcdStore
+from discovery.store_api import ConnectionLost, Resumed, Snapshot, Store, WatchItem
+from mapserver.consul import (
+    JITTER_FRACTION,
+    BadRequest,
+    BlockingQuery,
+    Shapes,
+    consul_index,
+    error_body,
+    flag,
+    parse_blocking,
+    select,
+)
+
+log = logging.getLogger(__name__)
+DEFAULT_LISTEN = ("127.0.0.1", 8500)  # Consul's HTTP port
+FEED_RETRY_MIN_S = 0.1
+FEED_RETRY_MAX_S = 5.0
+AGENT_NAME = "discovery-map"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    listen: tuple[str, int] = DEFAULT_LISTEN
+    datacenter: str | None = None  # default: the lab's domain ("lab")
+    jitter_fraction: float = JITTER_FRACTION
+
+
+def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(error_body(status, message), status=status, headers=headers)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error as JSON ({"error": ..., "status": ...}), aiohttp's own 404/405 too."""
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        keep = {k: v for k, v in error.headers.items() if k.lower() == "allow"}
+        return json_error(error.status, f"{error.reason}: {request.method} {request.path}", keep)
+    except Exception:
+        log.exception("map: %s %s failed", request.method, request.path_qs)
+        return json_error(500, f"internal error answering {request.path}")
+
+
+class MapServer:
+    def __init__(
+        self, settings: Settings, options: MapOptions | None = None, store: Store | None = None
+    ) -> None:
+        """``store``: where the catalog comes from, owned by the caller; without one,
+        ``start`` opens an ``EtcdStore`` on the settings' endpoints, ``close`` closes it."""
+        self.settings = settings
+        self.options = options or MapOptions()
+        self.datacenter = self.options.datacenter or settings.domain
+        self.catalog = Catalog(settings.prefix, settings.domain)
+        self.catalog.subscribe(self._changed)
+        self.loaded = False
+        self.known_services: set[str] = set()  # every service seen since start
+        self.lost_since: float | None = None  # monotonic time etcd was lost, when it is
+        self.waiting = 0  # blocking queries waiting now
+        # Per-service indexes, as Consul keeps them: the revision at which each service
+        # last changed, so a query on web neither wakes for nor reports a change of db.
+        self._service_index: dict[str, int] = {}
+        self._index_floor = 0  # the revision of the last whole snapshot: every service's
+        self._pending: list[CatalogChange] = []  # changes whose revision is not noted yet
+        self._closing = False
+        self.port: int | None = None
+        self._changed_event = asyncio.Event()
+        self._given_store = store
+        self._own_store: EtcdStore | None = None
+        self._feed: asyncio.Task[None] | None = None
+        self._runner: web.AppRunner | None = None
+        self.app = self._make_app()
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def url(self) -> str:
+        host = self.options.listen[0]
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind, then start the feed; on any failure undo what was done."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        host, port = self.options.listen
+        try:
+            await web.TCPSite(self._runner, host, port).start()
+        except OSError as error:
+            raise OSError(error.errno, f"cannot serve on {host}:{port}: {error}") from error
+        self.port = int(self._runner.addresses[0][1])
+        store = self._given_store
+        if store is None:
+            store = self._own_store = EtcdStore(self.settings)
+        self._feed = asyncio.get_running_loop().create_task(self._run_feed(store))
+
+    async def wait_loaded(self, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.loaded:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the catalog did not load from etcd in time")
+            await asyncio.sleep(0.01)
+
+    async def close(self) -> None:
+        """Stop everything that was started; safe after a half-done start.
+
+        Blocking queries still waiting are answered first (with the index they
+        had), or aiohttp's shutdown would wait up to a minute for each."""
+        self._closing = True
+        self._changed_event.set()
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await feed
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        store, self._own_store = self._own_store, None
+        if store is not None:
+            await store.close()
+
+    async def __aenter__(self) -> MapServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------ catalog feed
+
+    def _changed(self, change: CatalogChange) -> None:
+        self.known_services.update(change.services)
+        # The catalog notifies before it sets a snapshot's revision: noted when next read.
+        self._pending.append(change)
+        # Wake every waiter, and give the next ones a fresh event to wait on.
+        event, self._changed_event = self._changed_event, asyncio.Event()
+        event.set()
+
+    async def _run_feed(self, store: Store) -> None:
+        """follow_catalog, restarted (with capped backoff) should it ever fail."""
+        backoff = Backoff(FEED_RETRY_MIN_S, FEED_RETRY_MAX_S)
+        while True:
+            try:
+                await follow_catalog(self.catalog, self._tracked(store))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("map: catalog feed failed; answering from the last known catalog")
+                self.catalog.apply(ConnectionLost("catalog feed failed"))
+                self._lost()
+                await backoff.wait()
+
+    async def _tracked(self, store: Store) -> AsyncIterator[WatchItem]:
+        async for item in store.follow_prefix(self.catalog.root):
+            if isinstance(item, ConnectionLost):
+                self._lost()
+            elif isinstance(item, Snapshot | Resumed):
+                self.lost_since = None
+            yield item
+            if isinstance(item, Snapshot):
+                self.loaded = True
+
+    def _lost(self) -> None:
+        if self.lost_since is None:
+            self.lost_since = time.monotonic()
+
+    # ------------------------------------------------------------ HTTP
+
+    def _make_app(self) -> web.Application:
+        app = web.Application(middlewares=[json_errors])
+        app.router.add_get("/v1/catalog/services", self.catalog_services)
+        app.router.add_get("/v1/catalog/service/{name}", self.catalog_service)
+        app.router.add_get("/v1/health/service/{name}", self.health_service)
+        app.router.add_get("/v1/catalog/nodes", self.catalog_nodes)
+        app.router.add_get("/v1/catalog/datacenters", self.catalog_datacenters)
+        app.router.add_get("/v1/agent/self", self.agent_self)
+        app.router.add_get("/v1/status/leader", self.status_leader)
+        app.router.add_get("/v1/lab/status", self.lab_status)
+        return app
+
+    def index_of(self, service: str | None) -> int:
+        """X-Consul-Index of a query: the whole catalog's, or one service's last change."""
+        if self._pending:
+            revision = self.catalog.revision
+            for change in self._pending:
+                if change.full:
+                    self._index_floor = revision
+                for name in change.services:
+                    self._service_index[name] = revision
+            self._pending.clear()
+        if service is None:
+            return consul_index(self.catalog)
+        return max(1, self._index_floor, self._service_index.get(service, 0))
+
+    def stale_seconds(self) -> float | None:
+        if self.lost_since is None:
+            return None
+        return time.monotonic() - self.lost_since
+
+    def headers(self, service: str | None = None) -> dict[str, str]:
+        """Consul's query-meta headers, and the lab's word on etcd's reachability."""
+        stale = self.stale_seconds()
+        headers = {
+            "X-Consul-Index": str(self.index_of(service)),
+            "X-Consul-KnownLeader": "true" if stale is None else "false",
+            "X-Consul-LastContact": "0" if stale is None else str(int(stale * 1000)),
+            "X-Lab-Etcd": "reachable" if stale is None else "unreachable",
+        }
+        if stale is not None:
+            headers["X-Lab-Stale-Seconds"] = f"{stale:.1f}"
+        return headers
+
+    async def _answer(
+        self,
+        request: web.Request,
+        body: Callable[[Shapes], Any],
+        *,
+        blocks: bool = True,
+        service: str | None = None,
+    ) -> web.Response:
+        """Validate, block if asked, then answer body(shapes) with the headers.
+
+        ``service``: the one service asked about, 404 when it was never seen."""
+        try:
+            query = parse_blocking(request.query)
+        except BadRequest as error:
+            return json_error(400, str(error))
+        dc = request.query.get("dc")
+        if dc and dc != self.datacenter:
+            return json_error(
+                404, f"No path to datacenter {dc!r}: this lab's is {self.datacenter!r}"
+            )
+        if not self.loaded:
+            return json_error(
+                503, "the catalog has not loaded from etcd yet", {"X-Consul-KnownLeader": "false"}
+            )
+        if service is not None and (missing := self._unknown(service)) is not None:
+            return missing
+        if blocks and query.blocking:
+            await self._block(query, service)
+        return web.json_response(
+            body(Shapes(self.catalog, self.datacenter, self.index_of(service))),
+            headers=self.headers(service),
+        )
+
+    async def _block(self, query: BlockingQuery, service: str | None) -> None:
+        """Until the index passes query.index, or wait (plus jitter) is over."""
+        jitter = random.uniform(0, query.wait_s * self.options.jitter_fraction)
+        deadline = time.monotonic() + query.wait_s + jitter
+        self.waiting += 1
+        try:
+            while self.index_of(service) <= query.index and not self._closing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed_event.wait(), remaining)
+        finally:
+            self.waiting -= 1
+
+    def _unknown(self, name: str) -> web.Response | None:
+        """404 for a service never seen (one whose endpoints all left answers [], as Consul)."""
+        if name in self.known_services or self.catalog.endpoints(name):
+            return None
+        return json_error(
+            404,
+            f"unknown service {name!r}: no endpoint of it is registered",
+            self.headers(name),
+        )
+
+    async def catalog_services(self, request: web.Request) -> web.Response:
+        return await self._answer(request, lambda shapes: shapes.services())
+
+    async def catalog_service(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        tags = request.query.getall("tag", [])
+        return await self._answer(
+            request,
+            lambda shapes: shapes.catalog_service(select(self.catalog.endpoints(name), tags=tags)),
+            service=name,
+        )
+
+    async def health_service(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        tags = request.query.getall("tag", [])
+        passing = flag(request.query, "passing")
+        return await self._answer(
+            request,
+            lambda shapes: shapes.health_service(
+                select(self.catalog.endpoints(name), tags=tags, passing=passing)
+            ),
+            service=name,
+        )
+
+    async def catalog_nodes(self, request: web.Request) -> web.Response:
+        return await self._answer(request, lambda shapes: shapes.nodes())
+
+    async def catalog_datacenters(self, request: web.Request) -> web.Response:
+        return web.json_response([self.datacenter])
+
+    async def agent_self(self, request: web.Request) -> web.Response:
+        return await self._answer(
+            request, lambda shapes: shapes.agent_self(AGENT_NAME), blocks=False
+        )
+
+    async def status_leader(self, request: web.Request) -> web.Response:
+        # Consul answers "" when there is no leader; here: etcd unreachable.
+        return web.json_response("" if self.lost_since is not None else f"{self.url[7:]}")
+
+    async def lab_status(self, request: web.Request) -> web.Response:
+        stale = self.stale_seconds()
+        return web.json_response(
+            {
+                "loaded": self.loaded,
+                "etcd_reachable": stale is None,
+                "stale_seconds": None if stale is None else round(stale, 1),
+                "revision": self.catalog.revision,
+                "services": len(self.catalog.services()),
+                "endpoints": len(self.catalog),
+                "nodes": len(self.catalog.nodes()),
+                "waiting": self.waiting,
+                "datacenter": self.datacenter,
+                "etcd_endpoints": list(self.settings.etcd_endpoints),
+            },
+            headers=self.headers(),
+        )
+
+
+__all__ = ["DEFAULT_LISTEN", "MapOptions", "MapServer"]
