@@ -81,9 +81,10 @@ class Catalog:
     def apply(self, item: WatchItem) -> None:
         """Fold one item of EtcdStore.follow_prefix into the index."""
         if isinstance(item, Snapshot):
-            self.replace_all((kv.key, kv.value) for kv in item.items.values())
+            # Revision and connection first: listeners read them when told of the change.
             self.revision = item.revision
             self.connected = True
+            self.replace_all((kv.key, kv.value) for kv in item.items.values())
         elif isinstance(item, ConnectionLost):
             self.connected = False
         elif isinstance(item, Resumed):
