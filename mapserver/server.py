@@ -20,17 +20,26 @@ catalog and says so as Consul says it has lost its leader:
 since etcd was last reachable; besides, ``X-Lab-Etcd: unreachable`` and
 ``X-Lab-Stale-Seconds``, and the JSON of ``GET /v1/lab/status``.
 
-The app is an ordinary aiohttp ``Application`` (``MapServer.app``): a page
-(the live map) can be added beside the API later.
+The live map: ``GET /`` is one self-contained page (``mapserver.page``), which
+opens ``GET /map/events``, a server-sent event stream: the whole model on
+connect, then the model and the new timeline events on every change. The
+model (``mapserver.view``) is built from the catalog and the flannel subnet
+leases, which a second watch (on ``<network_prefix>/subnets/``) follows; both
+watches are shared by every viewer, none reads etcd. A change is published
+once, on the next turn of the loop after the watch delivers it, to a bounded
+queue per viewer; a viewer that disconnects has its handler cancelled and its
+queue dropped (``viewers`` counts them). ``GET /map/state`` is the model.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,10 +47,12 @@ from typing import Any
 from aiohttp import web
 
 from discovery.catalog import Catalog, CatalogChange, follow_catalog
+from discovery.errors import SchemaError
+from discovery.flannel import SubnetLease, parse_subnet_lease, subnets_prefix
 from discovery.retry import Backoff
 from discovery.settings import Settings
 from discovery.store import EtcdStore
-from discovery.store_api import ConnectionLost, Resumed, Snapshot, Store, WatchItem
+from discovery.store_api import Change, ConnectionLost, Resumed, Snapshot, Store, WatchItem
 from mapserver.consul import (
     JITTER_FRACTION,
     BadRequest,
@@ -53,12 +64,17 @@ from mapserver.consul import (
     parse_blocking,
     select,
 )
+from mapserver.page import PAGE
+from mapserver.view import Model, build_model, diff_models
 
 log = logging.getLogger(__name__)
 DEFAULT_LISTEN = ("127.0.0.1", 8500)  # Consul's HTTP port
 FEED_RETRY_MIN_S = 0.1
 FEED_RETRY_MAX_S = 5.0
 AGENT_NAME = "discovery-map"
+TIMELINE_LENGTH = 200  # the timeline's last events, kept and sent
+VIEWER_QUEUE = 16  # messages a slow viewer may lag behind before it gets only the latest
+KEEPALIVE_S = 15.0  # an SSE comment this often, so a dead viewer is noticed
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -115,6 +131,19 @@ class MapServer:
         self._given_store = store
         self._own_store: EtcdStore | None = None
         self._feed: asyncio.Task[None] | None = None
+        # The live map: the subnet leases (key -> lease), the model, its timeline, the viewers.
+        self.network_root = subnets_prefix(settings.network_prefix)
+        self.leases: dict[str, SubnetLease] = {}
+        self.leases_loaded = False
+        self.leases_revision = 0
+        self.leases_lost_since: float | None = None
+        self._lease_feed: asyncio.Task[None] | None = None
+        self.model: Model = build_model([], [], [])
+        self.timeline: deque[dict[str, Any]] = deque(maxlen=TIMELINE_LENGTH)
+        self._published: tuple[str, str] | None = None  # (model JSON, etcd state) last sent
+        self._publish_pending = False
+        self._viewers: set[asyncio.Queue[bytes | None]] = set()
+        self.catalog.subscribe(lambda change: self._schedule_publish())
         self._runner: web.AppRunner | None = None
         self.app = self._make_app()
 
@@ -146,7 +175,9 @@ class MapServer:
         store = self._given_store
         if store is None:
             store = self._own_store = EtcdStore(self.settings)
-        self._feed = asyncio.get_running_loop().create_task(self._run_feed(store))
+        loop = asyncio.get_running_loop()
+        self._feed = loop.create_task(self._run_feed(store))
+        self._lease_feed = loop.create_task(self._run_lease_feed(store))
 
     async def wait_loaded(self, timeout_s: float = 10.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -162,11 +193,15 @@ class MapServer:
         had), or aiohttp's shutdown would wait up to a minute for each."""
         self._closing = True
         self._changed_event.set()
-        feed, self._feed = self._feed, None
-        if feed is not None:
-            feed.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await feed
+        for queue in list(self._viewers):  # end every event stream
+            self._offer(queue, None)
+        for name in ("_feed", "_lease_feed"):
+            feed = getattr(self, name)
+            setattr(self, name, None)
+            if feed is not None:
+                feed.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await feed
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -211,13 +246,125 @@ class MapServer:
                 self._lost()
             elif isinstance(item, Snapshot | Resumed):
                 self.lost_since = None
+                self._schedule_publish()
             yield item
             if isinstance(item, Snapshot):
                 self.loaded = True
+                self._schedule_publish()
 
     def _lost(self) -> None:
         if self.lost_since is None:
             self.lost_since = time.monotonic()
+            self._schedule_publish()
+
+    # ------------------------------------------------------------ subnet leases (the map)
+
+    async def _run_lease_feed(self, store: Store) -> None:
+        """Follow <network_prefix>/subnets/ into ``leases``, restarted should it fail."""
+        backoff = Backoff(FEED_RETRY_MIN_S, FEED_RETRY_MAX_S)
+        while True:
+            try:
+                async for item in store.follow_prefix(self.network_root):
+                    self.apply_lease_item(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("map: subnet lease feed failed; showing the last known leases")
+                self.apply_lease_item(ConnectionLost("lease feed failed"))
+                await backoff.wait()
+
+    def apply_lease_item(self, item: WatchItem) -> None:
+        if isinstance(item, ConnectionLost):
+            if self.leases_lost_since is None:
+                self.leases_lost_since = time.monotonic()
+        elif isinstance(item, Resumed):
+            self.leases_lost_since = None
+        elif isinstance(item, Snapshot):
+            self.leases_lost_since = None
+            self.leases.clear()
+            for kv in item.items.values():
+                self._set_lease(kv.key, kv.value)
+            self.leases_revision = item.revision
+            self.leases_loaded = True
+        elif isinstance(item, Change):
+            self._set_lease(item.key, item.value)
+            self.leases_revision = max(self.leases_revision, item.revision)
+        self._schedule_publish()
+
+    def _set_lease(self, key: str, value: bytes | None) -> None:
+        self.leases.pop(key, None)
+        if value is None:
+            return
+        try:
+            self.leases[key] = parse_subnet_lease(self.settings.network_prefix, key, value)
+        except SchemaError as error:
+            log.warning("map: skipping subnet lease %s: %s", key, error)
+
+    # ------------------------------------------------------------ the model and its viewers
+
+    def etcd_state(self) -> tuple[str, float | None]:
+        """("loading" | "reachable" | "unreachable", seconds since it was lost)."""
+        lost = [t for t in (self.lost_since, self.leases_lost_since) if t is not None]
+        if lost:
+            return "unreachable", time.monotonic() - min(lost)
+        if not (self.loaded and self.leases_loaded):
+            return "loading", None
+        return "reachable", None
+
+    def state(self) -> dict[str, Any]:
+        """The page's model: hosts, services, timeline, and etcd's reachability."""
+        etcd, since = self.etcd_state()
+        return {
+            "etcd": etcd,
+            "since": None if since is None else round(since, 1),
+            "revision": max(self.catalog.revision, self.leases_revision),
+            "sent_at": time.time(),
+            **self.model,
+            "timeline": list(self.timeline),
+        }
+
+    @property
+    def viewers(self) -> int:
+        return len(self._viewers)
+
+    def _schedule_publish(self) -> None:
+        """Publish on the next turn of the loop: a burst of changes makes one message."""
+        if self._publish_pending or self._closing:
+            return
+        self._publish_pending = True
+        asyncio.get_running_loop().call_soon(self._publish)
+
+    def _publish(self) -> None:
+        self._publish_pending = False
+        model = build_model(
+            self.catalog.all_endpoints(), self.catalog.nodes(), self.leases.values()
+        )
+        ready = self.loaded and self.leases_loaded
+        # Before both watches have loaded, the model is filling up: no events for that.
+        new = diff_models(self.model, model) if ready and self._published is not None else []
+        self.model = model
+        now = time.time()
+        revision = max(self.catalog.revision, self.leases_revision)
+        stamped = [{"at": now, "revision": revision, **event} for event in new]
+        self.timeline.extend(stamped)
+        etcd, _ = self.etcd_state()
+        key = (json.dumps(model, sort_keys=True), etcd)
+        if key == self._published and not stamped:
+            return
+        if ready or self._published is not None:
+            self._published = key
+        message = sse_message({"model": self.state(), "new": stamped})
+        for queue in list(self._viewers):
+            self._offer(queue, message)
+
+    @staticmethod
+    def _offer(queue: asyncio.Queue[bytes | None], message: bytes | None) -> None:
+        """Queue a message; a viewer that lags VIEWER_QUEUE behind keeps only the latest
+        (each message carries the whole model and timeline, so nothing is lost for good)."""
+        if queue.full():
+            while not queue.empty():
+                queue.get_nowait()
+        queue.put_nowait(message)
 
     # ------------------------------------------------------------ HTTP
 
@@ -231,6 +378,9 @@ class MapServer:
         app.router.add_get("/v1/agent/self", self.agent_self)
         app.router.add_get("/v1/status/leader", self.status_leader)
         app.router.add_get("/v1/lab/status", self.lab_status)
+        app.router.add_get("/", self.page)
+        app.router.add_get("/map/state", self.map_state)
+        app.router.add_get("/map/events", self.map_events)
         return app
 
     def index_of(self, service: str | None) -> int:
@@ -380,5 +530,50 @@ class MapServer:
             headers=self.headers(),
         )
 
+    # ------------------------------------------------------------ the live map
 
-__all__ = ["DEFAULT_LISTEN", "MapOptions", "MapServer"]
+    async def page(self, request: web.Request) -> web.Response:
+        return web.Response(
+            text=PAGE, content_type="text/html", charset="utf-8",
+            headers={"Cache-Control": "no-cache"},
+        )  # fmt: skip
+
+    async def map_state(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state(), headers={"Cache-Control": "no-cache"})
+
+    async def map_events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: the model now, then each change, until the viewer leaves."""
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=VIEWER_QUEUE)
+        self._viewers.add(queue)
+        try:
+            await response.write(sse_message({"model": self.state(), "new": []}))
+            while not self._closing:
+                try:
+                    message = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    await response.write(b": keepalive\n\n")
+                    continue
+                if message is None:
+                    break
+                await response.write(message)
+        except ConnectionError:  # the viewer went away mid-write
+            pass
+        finally:
+            self._viewers.discard(queue)
+        return response
+
+
+def sse_message(data: dict[str, Any]) -> bytes:
+    """One server-sent event: its data is one line of JSON."""
+    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+__all__ = ["DEFAULT_LISTEN", "MapOptions", "MapServer", "sse_message"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from discovery import schema
+import ipaddress
+
+from discovery import flannel, schema
 from discovery.settings import Settings
 from discovery.store import EtcdStore
 from mapserver.server import MapOptions, MapServer
@@ -35,6 +37,20 @@ async def put_endpoint(store: EtcdStore, settings: Settings, endpoint: schema.En
 async def put_node(store: EtcdStore, settings: Settings, node: schema.Node) -> int:
     key = schema.node_key(settings.prefix, settings.domain, node.node)
     return await store.put(key, schema.encode_node(node))
+
+
+LEASE2 = flannel.SubnetLease(
+    ipaddress.IPv4Network(HOST2.subnet), ipaddress.IPv4Address(HOST2.address), "0a:00:00:00:00:02"
+)
+LEASE3 = flannel.SubnetLease(
+    ipaddress.IPv4Network(HOST3.subnet), ipaddress.IPv4Address(HOST3.address), "0a:00:00:00:00:03"
+)
+
+
+async def put_lease(store: EtcdStore, settings: Settings, lease: flannel.SubnetLease) -> int:
+    """A flannel subnet lease (under no etcd lease: it stays until deleted)."""
+    key = flannel.subnet_key(settings.network_prefix, lease.subnet)
+    return await store.put(key, flannel.encode_subnet_lease(lease))
 
 
 async def write_lab(settings: Settings, *, sick: bool = True) -> int:
