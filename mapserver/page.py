@@ -32,13 +32,13 @@ PAGE = """<!DOCTYPE html>
   #banner { display: none; padding: .6em 1em; background: #ffebe9; color: var(--bad);
             border-bottom: 2px solid var(--bad); font-weight: 600; }
   #banner.shown { display: block; }
-  main { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr);
+  main { display: grid; grid-template-columns: minmax(0, 2fr) minmax(0, 1fr);
          gap: 1em; padding: 1em; }
   @media (max-width: 900px) { main { grid-template-columns: 1fr; } }
   h2 { font-size: 1em; margin: 0 0 .5em; text-transform: uppercase; letter-spacing: .04em;
        color: var(--muted); }
   section { margin-bottom: 1em; }
-  .hosts { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: .8em; }
+  .hosts { display: grid; grid-template-columns: repeat(auto-fill, minmax(400px, 1fr)); gap: .8em; }
   .card { background: var(--card); border: 1px solid var(--line); border-radius: 6px;
           padding: .6em .8em; }
   .card h3 { margin: 0 0 .3em; font-size: 1.05em; }
@@ -57,13 +57,16 @@ PAGE = """<!DOCTYPE html>
   .badge { display: inline-block; padding: 0 .4em; border-radius: 3px; font-size: .8em;
            background: #fff8c5; color: var(--warn); margin-left: .4em; }
   .empty { color: var(--muted); font-style: italic; }
-  .kind { display: inline-block; min-width: 8.5em; font-weight: 600; }
+  .kind { display: inline-block; min-width: 7.5em; font-weight: 600; }
   .k-registered, .k-host-joined, .k-lease-taken { color: var(--ok); }
   .k-deregistered, .k-host-left, .k-lease-expired { color: var(--bad); }
   .k-health { color: var(--warn); }
   #timeline { max-height: 22em; overflow-y: auto; }
   .legend { font-size: .85em; color: var(--muted); }
-  .legend span { margin-right: 1em; white-space: nowrap; }
+  .legend > span { margin-right: 1em; white-space: nowrap; }
+  .card table td { white-space: nowrap; }
+  .card { overflow-x: auto; }
+  .event { padding: .1em 0; border-bottom: 1px solid var(--line); }
   .note { font-size: .85em; color: var(--muted); }
 </style>
 </head>
@@ -89,9 +92,9 @@ PAGE = """<!DOCTYPE html>
       <span><i class="dot other"></i>other health: left out</span>
       <span><i class="tag">tag</i> a service tag</span>
       <span><i class="badge">no lease</i><i class="badge">no node record</i> half a host</span>
-      <br><span>Host: node record (name, underlay address, subnet) joined with its flannel
+      <p>Host: node record (name, underlay address, subnet) joined with its flannel
       subnet lease (VTEP MAC, VNI). Answer: the addresses a container resolving
-      <span class="mono">NAME.service.lab</span> gets now. Timeline: newest first.</span>
+      <span class="mono">NAME.service.lab</span> gets now. Timeline: newest first.</p>
     </section>
   </div>
   <div>
