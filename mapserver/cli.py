@@ -4,9 +4,10 @@
 
 Serves GET /v1/catalog/services, /v1/catalog/service/NAME,
 /v1/health/service/NAME[?passing], /v1/catalog/nodes (blocking queries with
-?index=N&wait=10s), fed by one etcd watch. Prints the URL it serves and runs
-until SIGINT or SIGTERM. Exit status: 0, 1 when the address cannot be bound,
-2 for a usage or settings error.
+?index=N&wait=10s), fed by one etcd watch, and the live map page at / (its
+model at /map/state, server-sent events at /map/events). Prints the URLs it
+serves (opens nothing) and runs until SIGINT or SIGTERM. Exit status: 0, 1
+when the address cannot be bound, 2 for a usage or settings error.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ async def serve(settings: Settings, options: MapOptions) -> None:
     async with MapServer(settings, options) as server:
         print(
             f"serving the catalog of {','.join(settings.etcd_endpoints)} at "
-            f"{server.url}/v1/catalog/services (Ctrl-C stops)",
+            f"{server.url}/v1/catalog/services (Ctrl-C stops)\n"
+            f"live map: {server.url}/",
             flush=True,
         )
         await stop.wait()
