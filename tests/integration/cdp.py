@@ -59,9 +59,21 @@ class Page:
             raise CdpError(f"{expression[:60]}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    async def navigate(self, url: str) -> None:
+    async def navigate(self, url: str, timeout_s: float = 30) -> None:
+        """Load url and return once its document has loaded."""
         await self.call("Page.enable")
         await self.call("Page.navigate", url=url)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with contextlib.suppress(CdpError):  # the old document's context may be gone
+                loaded = await self.evaluate(
+                    f"location.href === {url!r} && document.readyState === 'complete'"
+                )
+                if loaded:
+                    return
+            if time.monotonic() > deadline:
+                raise CdpError(f"{url} did not load in {timeout_s} s")
+            await asyncio.sleep(0.02)
 
     async def screenshot(self, path: Path) -> Path:
         result = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)

@@ -16,7 +16,9 @@ import pytest
 from discovery import schema
 from discovery.settings import Settings
 from discovery.store import EtcdStore
+from labs.etcd_server import EtcdCluster
 from mapserver.server import MapServer
+from tests.fixtures.etcd import settings_for
 from tests.integration.cdp import CHROMIUM, Page, headless_chromium
 from tests.integration.map_support import (
     DB,
@@ -45,7 +47,7 @@ async def rendered_at(page: Page, revision: int, timeout_ms: int = 5000) -> floa
         f"""new Promise((resolve) => {{
             const limit = Date.now() + {timeout_ms};
             const look = () => {{
-                const render = window.mapRenders.find((r) => r.revision >= {revision});
+                const render = (window.mapRenders || []).find((r) => r.revision >= {revision});
                 if (render) resolve(render.at);
                 else if (Date.now() > limit) resolve(null);
                 else setTimeout(look, 2);
@@ -146,3 +148,43 @@ async def test_the_page_shows_hosts_and_changes_within_a_second(
                 assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         finally:
             await server.close()
+
+
+async def test_etcd_down_the_page_shows_a_banner_with_the_age_and_the_last_state(
+    own_etcd: EtcdCluster, tmp_path: Path
+):
+    require_binary(Path(CHROMIUM).name)
+    settings = settings_for(own_etcd.endpoints, request_timeout_s=0.5)
+    async with EtcdStore(settings) as store:
+        for node, lease in ((HOST2, LEASE2), (HOST3, LEASE3)):
+            await put_node(store, settings, node)
+            await put_lease(store, settings, lease)
+        await put_endpoint(store, settings, WEB3)
+    server = await start_map(settings)
+    try:
+        async with headless_chromium(tmp_path / "chromium") as page:
+            await page.navigate(server.url + "/")
+            assert await rendered_at(page, 1) is not None
+            own_etcd.members[0].stop()
+            banner = await page.evaluate(
+                """new Promise((resolve) => {
+                    const limit = Date.now() + 20000;
+                    const look = () => {
+                        const el = document.querySelector("#banner.shown");
+                        if (el && / [1-9][0-9]* s old/.test(el.innerText) || Date.now() > limit)
+                            resolve(el ? el.innerText : null);
+                        else setTimeout(look, 50);
+                    };
+                    look();
+                })""",
+            )
+            assert banner is not None and "etcd is unreachable" in banner
+            assert "last known state" in banner and " s old" in banner
+            assert await shown(page, f'[data-endpoint="web/{WEB3.endpoint_id}"]')
+            assert await page.evaluate("document.getElementById('etcd').innerText") == (
+                "etcd: unreachable"
+            )
+            screenshot = await page.screenshot(tmp_path / "map-page-etcd-down.png")
+            print(f"\nbanner: {banner!r}\nscreenshot: {screenshot}")
+    finally:
+        await server.close()
