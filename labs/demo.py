@@ -116,5 +116,10 @@ def run_demo(state: LabState, say: Callable[[str], None] = print) -> None:
         f"  discoveryctl {etcd_flag}subnets\n"
         f"  etcdctl {etcdctl_flag}get --prefix /coreos.com/network/\n"
         f"  discoveryctl lab {lab_flag}exec host1 -- ip -d link show flannel.1\n"
-        f"  discoveryctl lab {lab_flag}down   # when you are done"
+        + (
+            f"  {state.map_url}   # the live map, in a browser on this machine\n"
+            if state.map_url
+            else ""
+        )
+        + f"  discoveryctl lab {lab_flag}down   # when you are done"
     )

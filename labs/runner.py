@@ -27,6 +27,7 @@ import ipaddress
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -59,6 +60,16 @@ def _tool(name: str) -> str:
     """A console script of this project, beside the running Python first."""
     beside = Path(sys.executable).parent / name
     return str(beside) if beside.exists() else (shutil.which(name) or name)
+
+
+MAP_PORT = 8500  # Consul's, as the map answers Consul's catalog API
+
+
+def free_loopback_port() -> int:
+    """A port nobody listens on now (the kernel's pick); the map binds it next."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
@@ -295,6 +306,7 @@ class Lab:
             self._images(state)
             if front_door.is_machine_lab(state.name):
                 self._front_door(state)
+            self._map(state)
         except Exception:
             if fresh:
                 self.say("!! lab up failed: taking down what it made")
@@ -609,12 +621,35 @@ class Lab:
         proxy = self._spawn(state, "etcd-proxy", None, command, "grpc-proxy")
         self._wait("etcd proxy", "lab", lambda: not front_door.loopback_port_free(), proxy)
 
+    def _map(self, state: LabState) -> None:
+        """The live map and Consul-shaped catalog of this lab, on the machine's loopback:
+        Consul's port 8500 for the machine's lab when it is free, else any free port."""
+        if state.processes_of("lab", "map"):
+            return
+        port = MAP_PORT
+        if not (
+            front_door.is_machine_lab(state.name)
+            and front_door.loopback_port_free(("127.0.0.1", MAP_PORT))
+        ):
+            port = free_loopback_port()
+        state.map_url = f"http://127.0.0.1:{port}/"
+        self.say(f"-- live map on {state.map_url} (discoveryctl map)")
+        command = [_tool("discoveryctl"), "map", "--listen", f"127.0.0.1:{port}",
+                   "--etcd-endpoints", ",".join(state.etcd_endpoints)]  # fmt: skip
+        record = self._spawn(state, "map", None, command, "map")
+        self._wait(
+            "live map",
+            "lab",
+            lambda: not front_door.loopback_port_free(("127.0.0.1", port)),
+            record,
+        )
+
     # ------------------------------------------------------------ down
 
     def down(self, state: LabState | None) -> None:
         if state is not None:
             front_door.remove(state, self.say)
-            order = ["etcd-proxy", "dns", "agent-services", "agent-network", "etcd"]
+            order = ["map", "etcd-proxy", "dns", "agent-services", "agent-network", "etcd"]
             for role in order:
                 for record in [p for p in state.processes if p.role == role]:
                     self.say(f"-- stopping {role} on {record.host} (pid {record.pid})")

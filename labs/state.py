@@ -70,6 +70,7 @@ class LabState:
     active_host: str = "host1"
     front_door: list[str] = field(default_factory=list)  # links and files lab up made outside
     removed: list[str] = field(default_factory=list)  # hosts taken away with lab rm
+    map_url: str = ""  # the live map and Consul-shaped catalog (discoveryctl map), on loopback
 
     def processes_of(self, host: str, role: str | None = None) -> list[ProcessRecord]:
         return [p for p in self.processes if p.host == host and role in (None, p.role)]

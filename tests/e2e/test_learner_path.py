@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -196,6 +197,17 @@ def test_an_underlay_in_use_is_refused_in_one_line(lab_up_output):
         assert "already in use on this machine" in result.stderr
         assert "choose another with --underlay" in result.stderr
     assert new_shell("ip link show second0").returncode != 0  # nothing was made
+
+
+def test_the_live_map_answers_at_the_url_lab_up_printed(lab_up_output):
+    """The map's URL is a Try-next line; what a browser there gets, and Consul's API."""
+    (url,) = re.findall(r"^\s+(http://127\.0\.0\.1:\d+/)\s", lab_up_output, re.MULTILINE)
+    assert url == "http://127.0.0.1:8500/"  # Consul's port, free on a machine without Consul
+    with urllib.request.urlopen(url, timeout=10) as page:
+        assert "live map" in page.read().decode()
+    with urllib.request.urlopen(f"{url}v1/health/service/web?passing", timeout=10) as answer:
+        nodes = {entry["Node"]["Node"] for entry in json.loads(answer.read())}
+    assert nodes == {"host2", "host3"}
 
 
 def test_the_demo_s_try_next_lines_work_as_printed(lab_up_output):
