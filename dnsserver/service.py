@@ -26,8 +26,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from discovery.catalog import Catalog, CatalogChange, follow_catalog
+from discovery.feed import keep_following
 from discovery.metrics import MetricsServer, new_registry, serve_metrics
-from discovery.retry import Backoff
 from discovery.settings import Settings
 from discovery.store import EtcdStore
 from discovery.store_api import ConnectionLost, Store, WatchItem
@@ -40,8 +40,6 @@ from dnsserver.server import MAX_TCP_CONNECTIONS, TCP_IDLE_TIMEOUT_S, DnsServer
 from dnsserver.view import IndexedCatalog
 
 log = logging.getLogger(__name__)
-FEED_RETRY_MIN_S = 0.1
-FEED_RETRY_MAX_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -160,18 +158,14 @@ class DnsService:
     # ------------------------------------------------------------ catalog feed
 
     async def _run_feed(self, store: Store) -> None:
-        """follow_catalog, restarted (with capped backoff) should it ever fail."""
-        backoff = Backoff(FEED_RETRY_MIN_S, FEED_RETRY_MAX_S)
-        while True:
-            try:
-                items = self._counted(store.follow_prefix(self.catalog.root))
-                await follow_catalog(self.catalog, items)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("dns: catalog feed failed; answering from the last known catalog")
-                self.catalog.apply(ConnectionLost("catalog feed failed"))
-                await backoff.wait()
+        """follow_catalog, restarted should it ever fail (answering from the last catalog)."""
+        await keep_following(
+            lambda: follow_catalog(
+                self.catalog, self._counted(store.follow_prefix(self.catalog.root))
+            ),
+            lambda: self.catalog.apply(ConnectionLost("catalog feed failed")),
+            "dns: catalog feed",
+        )
 
     async def _counted(self, items: AsyncIterator[WatchItem]) -> AsyncIterator[WatchItem]:
         async for item in items:

@@ -48,8 +48,8 @@ from aiohttp import web
 
 from discovery.catalog import Catalog, CatalogChange, follow_catalog
 from discovery.errors import SchemaError
+from discovery.feed import keep_following
 from discovery.flannel import SubnetLease, parse_subnet_lease, subnets_prefix
-from discovery.retry import Backoff
 from discovery.settings import Settings
 from discovery.store import EtcdStore
 from discovery.store_api import Change, ConnectionLost, Resumed, Snapshot, Store, WatchItem
@@ -69,8 +69,6 @@ from mapserver.view import Model, build_model, diff_models
 
 log = logging.getLogger(__name__)
 DEFAULT_LISTEN = ("127.0.0.1", 8500)  # Consul's HTTP port
-FEED_RETRY_MIN_S = 0.1
-FEED_RETRY_MAX_S = 5.0
 AGENT_NAME = "discovery-map"
 TIMELINE_LENGTH = 200  # the timeline's last events, kept and sent
 VIEWER_QUEUE = 16  # messages a slow viewer may lag behind before it gets only the latest
@@ -227,18 +225,15 @@ class MapServer:
         event.set()
 
     async def _run_feed(self, store: Store) -> None:
-        """follow_catalog, restarted (with capped backoff) should it ever fail."""
-        backoff = Backoff(FEED_RETRY_MIN_S, FEED_RETRY_MAX_S)
-        while True:
-            try:
-                await follow_catalog(self.catalog, self._tracked(store))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("map: catalog feed failed; answering from the last known catalog")
-                self.catalog.apply(ConnectionLost("catalog feed failed"))
-                self._lost()
-                await backoff.wait()
+        """follow_catalog, restarted should it ever fail (answering from the last catalog)."""
+
+        def failed() -> None:
+            self.catalog.apply(ConnectionLost("catalog feed failed"))
+            self._lost()
+
+        await keep_following(
+            lambda: follow_catalog(self.catalog, self._tracked(store)), failed, "map: catalog feed"
+        )
 
     async def _tracked(self, store: Store) -> AsyncIterator[WatchItem]:
         async for item in store.follow_prefix(self.catalog.root):
@@ -261,17 +256,16 @@ class MapServer:
 
     async def _run_lease_feed(self, store: Store) -> None:
         """Follow <network_prefix>/subnets/ into ``leases``, restarted should it fail."""
-        backoff = Backoff(FEED_RETRY_MIN_S, FEED_RETRY_MAX_S)
-        while True:
-            try:
-                async for item in store.follow_prefix(self.network_root):
-                    self.apply_lease_item(item)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("map: subnet lease feed failed; showing the last known leases")
-                self.apply_lease_item(ConnectionLost("lease feed failed"))
-                await backoff.wait()
+
+        async def follow() -> None:
+            async for item in store.follow_prefix(self.network_root):
+                self.apply_lease_item(item)
+
+        await keep_following(
+            follow,
+            lambda: self.apply_lease_item(ConnectionLost("lease feed failed")),
+            "map: subnet lease feed",
+        )
 
     def apply_lease_item(self, item: WatchItem) -> None:
         if isinstance(item, ConnectionLost):
