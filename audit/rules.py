@@ -170,14 +170,23 @@ def _finding(made: Rule, verdict: Verdict) -> Finding:
     return Finding(made.id, made.cis, made.title, verdict.result, verdict.evidence, made.remedy)
 
 
+def _judged(made: Rule, subject: Any) -> Finding:
+    """The rule's finding; a field of a shape no Engine API sends is one WARN
+    naming the problem, not the end of the whole audit."""
+    try:
+        return _finding(made, made.check(subject))
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        return _finding(made, _verdict(WARN, f"not judged: unexpected inspect data ({error})"))
+
+
 def audit_container(subject: Subject) -> list[Finding]:
     """Every container rule's finding for one container, in rule order."""
-    return [_finding(made, made.check(subject)) for made in CONTAINER_RULES]
+    return [_judged(made, subject) for made in CONTAINER_RULES]
 
 
 def audit_daemon(daemon: Daemon) -> list[Finding]:
     """Every daemon rule's finding, once per host."""
-    return [_finding(made, made.check(daemon)) for made in DAEMON_RULES]
+    return [_judged(made, daemon) for made in DAEMON_RULES]
 
 
 def rule_ids() -> list[str]:

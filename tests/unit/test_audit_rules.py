@@ -419,3 +419,11 @@ def test_export_reader_stops_at_its_byte_and_time_budget() -> None:
         setid_paths(_BoundedStream(chunks(), max_bytes=8 * 1024, max_seconds=60))
     with pytest.raises(ExportTooBig, match="time budget"):
         setid_paths(_BoundedStream(chunks(), max_bytes=1 << 30, max_seconds=-1))
+
+
+def test_a_field_of_an_unexpected_shape_is_one_warn_not_the_end_of_the_audit() -> None:
+    odd = subject(host={"Memory": "lots", "PidsLimit": "many"})
+    findings = {f.rule: f for f in audit_container(odd)}
+    assert findings["cis-5.11"].result == "WARN"
+    assert findings["cis-5.11"].evidence.startswith("not judged: unexpected inspect data")
+    assert findings["cis-5.5"].result == "PASS"  # every other rule still judged
