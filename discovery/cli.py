@@ -345,7 +345,8 @@ async def cmd_watch(store: Store, settings: Settings, args: argparse.Namespace) 
 # ---------------------------------------------------------------- wiring
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugins: dict[str, EntryPoint] | None = None) -> argparse.ArgumentParser:
+    """The core's commands, and the plugins' names for --help (scanned here if not given)."""
     parser = Parser(prog="discoveryctl", description=__doc__.split("\n")[0])
     add_settings_flags(parser)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -381,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("-o", "--output", choices=("table", "json"), default="table")
     command("subnets", cmd_subnets, "list flannel-style subnet leases", listing=True)
     command("hosts", cmd_hosts, "list lab hosts", listing=True)
-    for name, entry in sorted(plugin_commands().items()):
+    plugins = plugin_commands() if plugins is None else plugins
+    for name, entry in sorted(plugins.items()):
         # Listed for --help; main() hands `discoveryctl NAME ...` to the plugin unparsed.
         package = entry.value.split(".", 1)[0]
         commands.add_parser(name, help=f"the {name} commands, from {package} (see {name} --help)")
@@ -421,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return EXIT_NOT_FOUND
         return int(command(argv[1:]))
-    args = build_parser().parse_args(argv)
+    args = build_parser(plugins).parse_args(argv)
     if getattr(args, "ttl", None) is not None and args.ttl <= 0:
         print("discoveryctl: --ttl must be a positive number of seconds", file=sys.stderr)
         return EXIT_USAGE
