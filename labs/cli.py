@@ -54,6 +54,7 @@ from labs.state import HostState, LabState, load_state, state_file, state_root
 from labs.vagrant_lab import VAGRANT_VERBS, VagrantLab, load_vagrant_lab
 from mapserver.cli import add_map_arguments
 from mapserver.cli import run as run_map_server
+from mapserver.server import DEFAULT_LISTEN
 
 
 class LabCommandError(DiscoveryError):
@@ -386,6 +387,12 @@ def run_lab_command(args: argparse.Namespace) -> int:
         urls = {name: _host(state, name).docker_url for name in names}
         return _audit(urls, args)
     if verb == "map":
+        maps = [p for p in state.processes_of("lab", "map") if process_condition(p) == "running"]
+        if maps and args.listen == DEFAULT_LISTEN:
+            # lab up runs one already; a second on its port could only fail.
+            print(f"lab {name!r}'s live map runs at {state.map_url} (started by lab up); "
+                  "--listen ADDR:PORT serves another")  # fmt: skip
+            return 0
         return _map(state.etcd_endpoints, args)
     host = _host(state, args.host)
     if verb in ("stop", "start", "restart"):

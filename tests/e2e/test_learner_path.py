@@ -208,6 +208,9 @@ def test_the_live_map_answers_at_the_url_lab_up_printed(lab_up_output):
     with urllib.request.urlopen(f"{url}v1/health/service/web?passing", timeout=10) as answer:
         nodes = {entry["Node"]["Node"] for entry in json.loads(answer.read())}
     assert nodes == {"host2", "host3"}
+    # `lab map` in a new shell names the one lab up runs instead of failing on its port.
+    again = new_shell("discoveryctl lab map")
+    assert again.returncode == 0 and url in again.stdout, again.stdout + again.stderr
 
 
 def test_the_demo_s_try_next_lines_work_as_printed(lab_up_output):
