@@ -48,7 +48,7 @@ import asyncio
 import bisect
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -56,6 +56,7 @@ from discovery.errors import DiscoveryError, EtcdUnavailable, LeaseLost, Revisio
 from discovery.store_api import (
     Change,
     ConnectionLost,
+    GuardedWrite,
     KeyValue,
     Resumed,
     Snapshot,
@@ -119,31 +120,43 @@ class _Etcd:
         self.notify()
 
     def put(self, key: str, value: bytes, lease_id: int | None, what: str) -> int:
-        lease = lease_id or 0
-        if lease and lease not in self.leases:
+        if lease_id and lease_id not in self.leases:
             raise LeaseLost(f"{what}: etcd lease not found (expired or revoked)")
-        self.revision += 1
-        old = self.data.get(key)
-        if old is not None and old.lease in self.leases:
-            self.leases[old.lease].keys.discard(key)
-        if lease:
-            self.leases[lease].keys.add(key)
-        created = old.create_revision if old is not None else self.revision
-        self.data[key] = KeyValue(key, value, self.revision, created, lease)
-        self._record([Change(key, value, self.revision)])
+        self.write_all({key: value}, [], lease_id)
         return self.revision
 
-    def delete(self, keys: list[str]) -> int:
-        """Delete the keys that exist, all in one revision; returns how many."""
-        present = sorted(key for key in keys if key in self.data)
-        if not present:
-            return 0  # nothing changed: etcd's revision stays where it is
+    def write_all(self, puts: dict[str, bytes], deletes: list[str], lease_id: int | None) -> None:
+        """One transaction: every put and delete at one new revision, as etcd's Txn."""
+        lease = lease_id or 0
+        if puts and lease and lease not in self.leases:
+            raise LeaseLost("transaction: etcd lease not found (expired or revoked)")
+        if len(set(puts) | set(deletes)) < len(puts) + len(deletes):
+            raise DiscoveryError("etcd refused transaction: duplicate key given in txn request")
+        present = [key for key in deletes if key in self.data]
+        if not puts and not present:
+            return  # nothing changed: etcd's revision stays where it is
         self.revision += 1
+        changes = []
+        for key, value in puts.items():
+            old = self.data.get(key)
+            if old is not None and old.lease in self.leases:
+                self.leases[old.lease].keys.discard(key)
+            if lease:
+                self.leases[lease].keys.add(key)
+            created = old.create_revision if old is not None else self.revision
+            self.data[key] = KeyValue(key, value, self.revision, created, lease)
+            changes.append(Change(key, value, self.revision))
         for key in present:
             old = self.data.pop(key)
             if old.lease in self.leases:
                 self.leases[old.lease].keys.discard(key)
-        self._record([Change(key, None, self.revision) for key in present])
+            changes.append(Change(key, None, self.revision))
+        self._record(changes)
+
+    def delete(self, keys: list[str]) -> int:
+        """Delete the keys that exist, all in one revision; returns how many."""
+        present = sorted(key for key in set(keys) if key in self.data)
+        self.write_all({}, present, None)
         return len(present)
 
     def keys_under(self, prefix: str) -> list[str]:
@@ -297,6 +310,21 @@ class MemoryStore:
             return False
         etcd.put(key, bytes(value), lease_id, f"replace {key}")
         return True
+
+    async def write_guarded(
+        self,
+        guard_key: str,
+        guard_revision: int,
+        puts: Mapping[str, bytes],
+        deletes: Collection[str] = (),
+        lease_id: int | None = None,
+    ) -> GuardedWrite:
+        etcd = await self._reach(f"write {len(puts) + len(deletes)} keys guarded by {guard_key}")
+        guard = etcd.data.get(guard_key)
+        if (guard.mod_revision if guard is not None else 0) != guard_revision:
+            return GuardedWrite(applied=False, resent=False)
+        etcd.write_all({key: bytes(value) for key, value in puts.items()}, list(deletes), lease_id)
+        return GuardedWrite(applied=True, resent=False)
 
     async def compact(self, revision: int) -> None:
         what = f"compact to {revision}"

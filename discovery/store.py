@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
@@ -58,6 +58,7 @@ from discovery.settings import Settings, parse_endpoint
 from discovery.store_api import (  # defined beside the Store protocol; re-exported here
     Change,
     ConnectionLost,
+    GuardedWrite,
     KeyValue,
     Resumed,
     Snapshot,
@@ -355,6 +356,32 @@ class EtcdStore:
             return bool(succeeded)
 
         return await self._call(f"replace {key}", replace)
+
+    async def write_guarded(
+        self,
+        guard_key: str,
+        guard_revision: int,
+        puts: Mapping[str, bytes],
+        deletes: Collection[str] = (),
+        lease_id: int | None = None,
+    ) -> GuardedWrite:
+        attempts = 0
+
+        async def write(client: _Client) -> bool:
+            nonlocal attempts
+            attempts += 1
+            ops = client.transactions
+            changes = [ops.put(key.encode(), value, lease=lease_id) for key, value in puts.items()]
+            changes += [ops.delete(key.encode()) for key in deletes]
+            succeeded, _ = await client.transaction(
+                compare=[ops.mod(guard_key.encode()) == guard_revision], success=changes, failure=[]
+            )
+            return bool(succeeded)
+
+        what = f"write {len(puts) + len(deletes)} keys guarded by {guard_key}"
+        applied = await self._call(what, write)
+        # Every attempt but the last failed without an answer from etcd.
+        return GuardedWrite(applied=applied, resent=attempts > 1)
 
     async def compact(self, revision: int) -> None:
         await self._call(f"compact to {revision}", lambda c: c.compact(revision, physical=True))

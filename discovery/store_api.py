@@ -16,7 +16,7 @@ live here too, so that neither implementation needs the other's imports;
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,6 +60,17 @@ class Resumed:
 WatchItem = Snapshot | Change | ConnectionLost | Resumed
 
 
+@dataclass(frozen=True)
+class GuardedWrite:
+    """What ``Store.write_guarded`` did."""
+
+    applied: bool  # False: the guard key had moved on, and nothing was written
+    # An earlier attempt of the same request went unanswered (a member timed
+    # out, a channel closed): it may still be applied, late, even after later
+    # writes. Only moving the guard key on makes sure it never is.
+    resent: bool
+
+
 class Store(Protocol):
     """Async access to an etcd (or something that behaves as one).
 
@@ -97,6 +108,21 @@ class Store(Protocol):
         """Overwrite key only if nobody changed it since mod_revision (0: absent)."""
         ...
 
+    async def write_guarded(
+        self,
+        guard_key: str,
+        guard_revision: int,
+        puts: Mapping[str, bytes],
+        deletes: Collection[str] = (),
+        lease_id: int | None = None,
+    ) -> GuardedWrite:
+        """Put and delete keys in one transaction, only while ``guard_key``'s mod
+        revision is still ``guard_revision`` (0: absent). A writer that moves
+        its guard key on (puts it again) makes every request it sent earlier
+        and that etcd has not yet applied fail, however late it arrives.
+        Raises LeaseLost if the lease does not exist and the guard held."""
+        ...
+
     async def compact(self, revision: int) -> None:
         """Forget the history before revision; watches from before it must list again."""
         ...
@@ -127,4 +153,13 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-__all__ = ["Change", "ConnectionLost", "KeyValue", "Resumed", "Snapshot", "Store", "WatchItem"]
+__all__ = [
+    "Change",
+    "ConnectionLost",
+    "GuardedWrite",
+    "KeyValue",
+    "Resumed",
+    "Snapshot",
+    "Store",
+    "WatchItem",
+]

@@ -15,6 +15,16 @@ How it works, in three steps:
    capped backoff until it succeeds. Nothing wanted is lost during an etcd
    outage, and since keys are stable, nothing is written twice.
 
+Every write but the node record's is guarded (``Store.write_guarded``): it
+applies only while this host's node record is still at the revision the
+writer last gave it. etcd may apply a request its client gave up on long
+after, even after later writes of the same key (a put stuck in a cut-off
+member's queue, delivered when the partition heals, recreated a deleted
+record for good). So whenever a write went unanswered, the resync starts by
+putting the node record again: every request sent before then that etcd has
+not applied yet now fails its compare, and the listing that follows is final.
+An agent without a host address writes no node record, and so unguarded.
+
 The first resync waits until the Docker side has listed the containers
 (``docker_listed``): before that, "wanted" is not yet known, and a resync
 would delete the records of containers that are still running.
@@ -26,6 +36,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 from agent.registrator.lease_file import load_leases, save_lease
 from agent.registrator.metrics import ServicesMetrics
@@ -48,9 +59,10 @@ from discovery.schema import (
     services_prefix,
 )
 from discovery.settings import Settings
-from discovery.store_api import Store
+from discovery.store_api import GuardedWrite, Store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RETRY_MIN_S = 0.1
 # Short, as the lease keeper's: etcd must equal Docker within a second or two
@@ -59,6 +71,12 @@ RETRY_MAX_S = 0.5
 # Requests in flight at once during a resync: enough to fill a round trip,
 # few enough not to queue hundreds of RPCs on one channel.
 MAX_PARALLEL_WRITES = 64
+# Keys per guarded transaction: half etcd's default --max-txn-ops (128).
+MAX_KEYS_PER_TRANSACTION = 64
+
+
+class GuardMoved(DiscoveryError):
+    """The node record is no longer at the revision this writer gave it."""
 
 
 class RecordWriter:
@@ -86,6 +104,9 @@ class RecordWriter:
         self._own_leases: list[int] = load_leases(lease_file) if lease_file else []
         self._foreign_reported: dict[int, int] = {}
         self._resync = True
+        # The node record's mod revision as this writer last put it: the guard
+        # of every other write (None: not written yet, or no node record).
+        self._guard: int | None = None
         self._failing = False
         self._wake = asyncio.Event()
         self.docker_listed = asyncio.Event()
@@ -162,8 +183,19 @@ class RecordWriter:
                     log.info("etcd writes work again", extra={"fields": {"node": self.node}})
                 self._failing = False
                 backoff.reset()
-                if not self._dirty and not self._resync:
+                if self._resync:
+                    self._wake.set()  # a write went unanswered: move the guard on
+                elif not self._dirty:
                     self.in_sync.set()
+            except GuardMoved:
+                self._resync = True
+                log.info(
+                    "this host's node record changed under the writer (a late write, or "
+                    "another agent with the same --host-name): listing etcd again",
+                    extra={"fields": {"node": self.node}},
+                )
+                await backoff.wait()
+                self._wake.set()
             except DiscoveryError as error:
                 self._resync = True
                 if not self._failing:
@@ -178,6 +210,11 @@ class RecordWriter:
                 self._wake.set()
 
     async def _resync_all(self, lease_id: int) -> None:
+        if self._node_record is not None:
+            # First, so that the listing below is final: every write sent
+            # before this put and not yet applied now fails its guard.
+            key = node_key(self.settings.prefix, self.settings.domain, self.node)
+            self._guard = await self.store.put(key, encode_node(self._node_record), lease_id)
         prefix = services_prefix(self.settings.prefix, self.settings.domain)
         items, _ = await self.store.get_prefix(prefix)
         held = held_for_node(
@@ -193,15 +230,8 @@ class RecordWriter:
             # Adopt the registration time etcd already had for the same endpoint.
             if self.wanted.get(key) == wanted[key]:
                 self.wanted[key] = endpoint
-        writes: list[Awaitable[object]] = [
-            self.store.put(key, encode_endpoint(e), lease_id) for key, e in plan.puts.items()
-        ]
-        writes += [self.store.delete(key) for key in plan.deletes]
-        if self._node_record is not None:
-            key = node_key(self.settings.prefix, self.settings.domain, self.node)
-            writes.append(self.store.put(key, encode_node(self._node_record), lease_id))
-        await _all(writes)
-        self.metrics.wrote(puts=len(writes) - len(plan.deletes), deletes=len(plan.deletes))
+        puts = {key: encode_endpoint(e) for key, e in plan.puts.items()}
+        await self._write(puts, list(plan.deletes), lease_id)
         log.info(
             "etcd in sync",
             extra={
@@ -235,21 +265,51 @@ class RecordWriter:
                 )
 
     async def _write_keys(self, keys: Iterable[str], lease_id: int) -> None:
-        writes: list[Awaitable[object]] = []
-        deletes = 0
+        puts: dict[str, bytes] = {}
+        deletes: list[str] = []
         for key in keys:
             endpoint = self.wanted.get(key)
             if endpoint is None:
-                writes.append(self.store.delete(key))
-                deletes += 1
+                deletes.append(key)
             else:
-                writes.append(self.store.put(key, encode_endpoint(endpoint), lease_id))
-        await _all(writes)
-        self.metrics.wrote(puts=len(writes) - deletes, deletes=deletes)
+                puts[key] = encode_endpoint(endpoint)
+        await self._write(puts, deletes, lease_id)
+
+    async def _write(self, puts: dict[str, bytes], deletes: list[str], lease_id: int) -> None:
+        """Write, guarded by the node record when there is one; raise GuardMoved
+        when it moved on, and ask for a resync when any request was resent."""
+        if self._guard is None:
+            writes: list[Awaitable[object]] = [
+                self.store.put(key, value, lease_id) for key, value in puts.items()
+            ]
+            writes += [self.store.delete(key) for key in deletes]
+            await _all(writes)
+        else:
+            guard_key = node_key(self.settings.prefix, self.settings.domain, self.node)
+            changes: list[tuple[str, bytes | None]] = [*puts.items(), *((k, None) for k in deletes)]
+            transactions: list[Awaitable[GuardedWrite]] = []
+            for start in range(0, len(changes), MAX_KEYS_PER_TRANSACTION):
+                batch = changes[start : start + MAX_KEYS_PER_TRANSACTION]
+                transactions.append(
+                    self.store.write_guarded(
+                        guard_key,
+                        self._guard,
+                        {key: value for key, value in batch if value is not None},
+                        [key for key, value in batch if value is None],
+                        lease_id,
+                    )
+                )
+            results = await _all(transactions)
+            if any(result.resent for result in results):
+                self._resync = True
+            if not all(result.applied for result in results):
+                raise GuardMoved(f"node record {guard_key} moved on")
+        self.metrics.wrote(puts=len(puts), deletes=len(deletes))
 
 
-async def _all(writes: list[Awaitable[object]]) -> None:
+async def _all(writes: list[Awaitable[T]]) -> list[T]:
     """Run the writes, MAX_PARALLEL_WRITES at a time; raise the first failure."""
+    done: list[T] = []
     for start in range(0, len(writes), MAX_PARALLEL_WRITES):
         batch = writes[start : start + MAX_PARALLEL_WRITES]
         results = await asyncio.gather(*batch, return_exceptions=True)
@@ -261,6 +321,8 @@ async def _all(writes: list[Awaitable[object]]) -> None:
                     if close is not None:
                         close()
                 raise result
+        done += results  # type: ignore[arg-type]  # no exceptions left
+    return done
 
 
 __all__ = ["RecordWriter"]

@@ -187,6 +187,40 @@ async def test_put_if_revision_lets_one_writer_replace_what_it_read(backend: Bac
     assert await store.put_if_revision(backend.prefix + "new", b"n2", 0) is False
 
 
+async def test_write_guarded_applies_all_at_once_only_while_the_guard_is_unmoved(
+    backend: Backend,
+) -> None:
+    store, other, p = backend.store, backend.other, backend.prefix
+    guard = await store.put(p + "guard", b"g")
+    await store.put(p + "old", b"o")
+    lease_id = await store.grant_lease(60)
+    written = await store.write_guarded(p + "guard", guard, {p + "a": b"1", p + "b": b"2"},
+                                        [p + "old", p + "never-there"], lease_id)  # fmt: skip
+    assert written.applied and not written.resent
+    items, revision = await other.get_prefix(p)
+    assert set(items) == {p + "guard", p + "a", p + "b"}
+    # One transaction: both puts at the same revision, under the lease.
+    assert items[p + "a"].mod_revision == items[p + "b"].mod_revision == revision
+    assert items[p + "a"].lease == items[p + "b"].lease == lease_id
+    # The guard moves on (put again, even with the same value): nothing is written.
+    await other.put(p + "guard", b"g")
+    stale = await store.write_guarded(p + "guard", guard, {p + "c": b"3"}, [p + "a"], lease_id)
+    assert not stale.applied
+    assert set((await other.get_prefix(p))[0]) == {p + "guard", p + "a", p + "b"}
+    # Deleted and made again, a key never returns to an old mod revision.
+    await other.delete(p + "guard")
+    assert not (await store.write_guarded(p + "guard", guard, {p + "c": b"3"})).applied
+    assert (await store.write_guarded(p + "guard", 0, {p + "c": b"3"})).applied
+    again = await other.put(p + "guard", b"g")
+    assert not (await store.write_guarded(p + "guard", 0, {p + "d": b"4"})).applied
+    assert (await store.write_guarded(p + "guard", again, {}, [p + "c"])).applied
+    assert set((await other.get_prefix(p))[0]) == {p + "guard", p + "a", p + "b"}
+    # Under a lease that is gone, with the guard holding: LeaseLost.
+    await store.revoke_lease(lease_id)
+    with pytest.raises(LeaseLost):
+        await store.write_guarded(p + "guard", again, {p + "e": b"5"}, [], lease_id)
+
+
 async def test_writes_under_a_lease_that_does_not_exist_raise_lease_lost(backend: Backend) -> None:
     store, p = backend.store, backend.prefix
     lease_id = await store.grant_lease(LEASE_TTL_S)

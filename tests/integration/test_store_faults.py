@@ -180,3 +180,24 @@ async def test_unavailable_is_reported_when_every_member_is_frozen(own_etcd):
                 await store.put(f"{settings.prefix}/k", b"v")
         finally:
             thaw(pid)
+
+
+async def test_a_guarded_write_resent_to_another_member_says_so(own_etcd):
+    """A member that takes the request and never answers (frozen here) may
+    still apply it later: the writer must be told, to move its guard on."""
+    with EtcdCluster(1, base_dir=own_etcd.base_dir / "second") as second:
+        # Two independent one-member clusters stand in for two members: the
+        # first is frozen, so the write goes unanswered there and is resent.
+        settings = settings_for([*own_etcd.endpoints, *second.endpoints], request_timeout_s=0.5)
+        guard_key = f"{settings.prefix}/guard"
+        async with EtcdStore(settings) as store:
+            await store.get(guard_key)  # connected to the first
+            pid = freeze(own_etcd, 0)
+            try:
+                written = await store.write_guarded(guard_key, 0, {f"{settings.prefix}/k": b"v"})
+            finally:
+                thaw(pid)
+            assert written.applied and written.resent
+            assert store.current_endpoint == second.endpoints[0]
+            again = await store.write_guarded(guard_key, 0, {f"{settings.prefix}/k2": b"v"})
+            assert again.applied and not again.resent

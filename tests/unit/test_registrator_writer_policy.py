@@ -9,10 +9,12 @@ checks the same promises end to end, with a real dockerd and etcd.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agent.registrator.lease_file import save_lease
 from agent.registrator.writer import RecordWriter
@@ -27,6 +29,7 @@ from discovery.schema import (
     services_prefix,
 )
 from discovery.settings import Settings
+from discovery.store_api import GuardedWrite
 from tests.fixtures.virtual_clock import eventually, in_virtual_time
 
 SETTINGS = Settings(prefix="/policy/skydns", lease_ttl_s=10)
@@ -195,6 +198,58 @@ async def test_a_wanted_record_held_under_another_lease_is_taken_over() -> None:
         assert kv is not None and kv.lease == agent.lease_id
         assert kv.value == encode_endpoint(agent.writer.wanted[key])
         assert kv.value != encode_endpoint(conflicting)
+
+
+class LateStore(MemoryStore):
+    """A client whose guarded writes each time out once and are resent, as
+    EtcdStore's are when a member does not answer; the unanswered first
+    attempts are kept, for the test to deliver late, as etcd may."""
+
+    def __init__(self, memory: MemoryStore) -> None:
+        super().__init__(_etcd=memory._etcd)
+        self.unanswered: list[tuple[Any, ...]] = []
+
+    async def write_guarded(self, *args: Any) -> GuardedWrite:
+        self.unanswered.append(args)
+        written = await super().write_guarded(*args)
+        return dataclasses.replace(written, resent=True)
+
+    async def deliver_late(self) -> list[bool]:
+        """Apply every unanswered attempt now; whether each was applied."""
+        attempts, self.unanswered = self.unanswered, []
+        return [(await MemoryStore.write_guarded(self, *args)).applied for args in attempts]
+
+
+@in_virtual_time
+async def test_a_write_delivered_late_never_brings_back_a_deleted_record() -> None:
+    """Seen in the fault suite: a put sent to a cut-off member was applied when
+    the partition healed, after the record's delete, and stayed for good."""
+    memory = MemoryStore()
+    store = LateStore(memory)
+    async with running_agent(store, {}) as agent:
+        agent.set(1, "web")
+        await agent.in_sync()
+        assert set(await held(memory)) == {"web"}
+        agent.set(1, None)  # the container stops
+        await agent.in_sync()
+        assert await held(memory) == {}
+        applied = await store.deliver_late()  # the put of "web", among others
+        assert applied and not any(applied)
+        assert await held(memory) == {}
+
+
+@in_virtual_time
+async def test_a_node_record_moved_by_someone_else_makes_the_writer_list_again() -> None:
+    store = MemoryStore()
+    observer = store.new_client()
+    async with running_agent(store, {1: "web"}) as agent:
+        moved = await observer.get(NODE_KEY)
+        assert moved is not None
+        await observer.put(NODE_KEY, moved.value, agent.lease_id)  # the guard moves on
+        await observer.delete_prefix(SERVICES)  # and the records went meanwhile
+        agent.set(2, "db")
+        await agent.in_sync()
+        assert await held(observer) == {"web": agent.lease_id, "db": agent.lease_id}
 
 
 async def _put_record(store: MemoryStore, n: int, service: str, lease: int | None) -> str:
