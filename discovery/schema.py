@@ -186,6 +186,11 @@ class Endpoint:
         return manual_endpoint_id(self.address, self.port, self.protocol)
 
 
+# Consul's check states, and as many checks as a node record may carry.
+CHECK_STATUSES = ("passing", "warning", "critical")
+MAX_NODE_CHECKS = 16
+
+
 @dataclass(frozen=True)
 class Node:
     """One lab host, as its agent announces it."""
@@ -195,10 +200,21 @@ class Node:
     subnet: str = ""  # its container subnet lease, once it has one
     registered_at: str = field(default_factory=utc_now_text)
     ttl: int = 5
+    # Consul's node checks, as its agent sees them: ("docker", "passing"),
+    # ("dns", "critical"), ... sorted by name. Stored as {"docker": "passing"}.
+    checks: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not is_dns_label(self.node):
             raise SchemaError(f"node name {self.node!r} is not a valid DNS label")
+        if len(self.checks) > MAX_NODE_CHECKS:
+            raise SchemaError(f"checks: {len(self.checks)} (the limit is {MAX_NODE_CHECKS})")
+        for name, status in self.checks:
+            if not is_dns_label(name) or status not in CHECK_STATUSES:
+                raise SchemaError(
+                    f"check {str(name)[:40]!r}: {str(status)[:40]!r} is not one of "
+                    + ", ".join(CHECK_STATUSES)
+                )
         _check_address("host", self.address)
         if self.subnet:
             try:
@@ -322,6 +338,9 @@ def decode_service_record(key: RecordKey, raw: bytes | str) -> Endpoint:
 def encode_node(node: Node) -> bytes:
     data = asdict(node)
     data["host"] = data.pop("address")
+    checks = data.pop("checks")
+    if checks:
+        data["checks"] = dict(checks)
     return json.dumps(data, separators=(",", ":")).encode()
 
 
@@ -333,4 +352,9 @@ def decode_node(raw: bytes | str) -> Node:
     allowed = {"node", "host", "subnet", "registered_at", "ttl"}
     known = {name: value for name, value in data.items() if name in allowed}
     known["address"] = known.pop("host")
-    return Node(**known)
+    checks = data.get("checks", {})
+    if not isinstance(checks, dict):
+        raise SchemaError("node value: checks must be a JSON object")
+    if len(checks) > MAX_NODE_CHECKS:
+        raise SchemaError(f"node value: {len(checks)} checks (the limit is {MAX_NODE_CHECKS})")
+    return Node(**known, checks=tuple(sorted(checks.items())))

@@ -282,9 +282,11 @@ Requires=docker.service
 
 [Service]
 Type=simple
+# LAB_DNS_LISTEN: this host's DNS server, which the agent checks (see the DNS unit).
+EnvironmentFile={HOST_ENV_FILE}
 ExecStart={host.tool("discovery-agent")} services \\
   --docker-host unix:///var/run/docker.sock --host-name {host.name} \\
-  --node-ip {host.ip} {SETTINGS_ARGS}
+  --node-ip {host.ip} --check-dns ${{LAB_DNS_LISTEN}} {SETTINGS_ARGS}
 Restart=always
 RestartSec=3
 

@@ -20,7 +20,11 @@ Then three loops run side by side until SIGTERM or SIGINT:
   on every change;
 * reconcile: on every change at once (reading back just the entries that
   change touches), and every ``--reconcile-interval`` in full anyway, so
-  entries deleted by hand come back.
+  entries deleted by hand come back;
+* observe: read back every entry on the device after each pass and every
+  OBSERVE_INTERVAL_S, and publish what the kernel holds (``discovery.tunnels``)
+  under the subnet lease when it changed, and every reconcile interval
+  anyway, so that a lost or late write never leaves a wrong report behind.
 
 A clean shutdown removes the iptables rules and keeps the lease and the
 device, as flannel does (a restarted agent takes both back, and other hosts'
@@ -61,6 +65,7 @@ from agent.network.iptables_rules import chains_for
 from agent.network.kernel_sync import KernelSync
 from agent.network.metrics import NetworkMetrics
 from agent.network.netlink import VXLAN_OVERHEAD_BYTES, Netlink, Underlay, VxlanSpec
+from agent.network.observed import tunnel_report
 from agent.network.subnet_env import SubnetEnv, render_docker_options, render_subnet_env
 from agent.network.subnets import random_vtep_mac
 from discovery import flannel
@@ -71,6 +76,7 @@ from discovery.retry import Backoff
 from discovery.settings import Settings
 from discovery.store_api import Change, ConnectionLost, Resumed, Snapshot, Store
 from discovery.tasks import run_until_one_ends
+from discovery.tunnels import encode_tunnel_report, observed_key
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +84,10 @@ SUBNET_LEASE_TTL_S = 60
 RECONCILE_INTERVAL_S = 10.0
 RETRY_MIN_S = 0.2
 RETRY_MAX_S = 5.0
+# How often the kernel is read back for the tunnel report between passes: an
+# entry deleted by hand shows as missing on the map within this (and comes
+# back at the next full pass).
+OBSERVE_INTERVAL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -138,6 +148,7 @@ class NetworkAgent:
         self.pending: list[SubnetLease] = []
         self.full_pass = True
         self.dirty = asyncio.Event()
+        self.observe_now = asyncio.Event()  # a pass just changed (or checked) the kernel
         self.metrics = metrics or NetworkMetrics()
         self.metrics.subnet_lease_held.set_function(
             lambda: self.keeper is not None and self.keeper.lease_id is not None
@@ -182,6 +193,7 @@ class NetworkAgent:
                 "network-lease": self.keeper.run(),
                 "network-watch": self._follow_subnet_leases(),
                 "network-reconcile": self._reconcile_loop(),
+                "network-observe": self._observe_loop(),
             }
         )
 
@@ -477,8 +489,49 @@ class NetworkAgent:
                 if periodic and steps:
                     self.metrics.repaired(steps)
                     log.warning("periodic check repaired %d entries", len(steps))
+                if steps or periodic:
+                    self.observe_now.set()
             except NetworkError as error:
                 log.error("reconcile failed: %s; retrying with a full pass", error)
                 await asyncio.sleep(RETRY_MIN_S)
                 self.full_pass = True
                 self.dirty.set()
+
+    # ------------------------------------------------------------ observing
+
+    async def _observe_loop(self) -> None:
+        """Publish the tunnel report: what the kernel holds, read back, never assumed.
+
+        A failure (the kernel or etcd) is logged once and tried again at the
+        next tick: the report is for people and tools to look at, and must
+        never stop the agent."""
+        loop = asyncio.get_running_loop()
+        published: tuple[str, bytes, int] | None = None  # key, value, etcd lease
+        republish_at = loop.time()
+        failing = False
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.observe_now.wait(), OBSERVE_INTERVAL_S)
+            self.observe_now.clear()
+            own, kernel, lease_id = self.own, self.kernel, self.lease_id
+            if own is None or kernel is None or lease_id is None or self.config is None:
+                continue
+            key = observed_key(self.settings.network_prefix, own.subnet)
+            try:
+                entries = await self.netlink.read_entries(kernel.ifindex, self.config.network)
+                value = encode_tunnel_report(tunnel_report(own, self.device_name or "", entries))
+                if published == (key, value, lease_id) and loop.time() < republish_at:
+                    continue
+                await self.store.put(key, value, lease_id)
+                if published is not None and published[0] != key:
+                    await self.store.delete(published[0])  # our subnet changed
+            except DiscoveryError as error:  # NetworkError (the kernel) is one too
+                if not failing:
+                    log.warning("cannot publish the tunnel report (retrying): %s", error)
+                failing = True
+                continue
+            if failing:
+                log.info("tunnel report published again")
+            failing = False
+            published = (key, value, lease_id)
+            republish_at = loop.time() + self.options.reconcile_interval_s

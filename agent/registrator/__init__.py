@@ -33,11 +33,13 @@ from prometheus_client import CollectorRegistry
 from agent.registrator.docker_source import DockerSource
 from agent.registrator.lease_file import DEFAULT_STATE_DIR, lease_file_path
 from agent.registrator.metrics import ServicesMetrics
+from agent.registrator.node_checks import keep_checking
 from agent.registrator.runner import Options, Registrator
 from agent.registrator.writer import RecordWriter
 from agent.signals import stop_event
 from discovery.errors import DiscoveryError, SchemaError, SettingsError
 from discovery.lease_keeper import LeaseKeeper
+from discovery.metrics import parse_address
 from discovery.schema import normalise_dns_label
 from discovery.settings import Settings
 from discovery.store import EtcdStore
@@ -81,6 +83,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"others' after a restart (default {DEFAULT_STATE_DIR})",
     )
     group.add_argument(
+        "--check-dns",
+        metavar="ADDR[:PORT]",
+        default=None,
+        help="this host's DNS server: ask it a question every few seconds and report "
+        "in the node record whether it answers, as Docker's state is (default: not checked)",
+    )
+    group.add_argument(
         "--advertise-ip",
         metavar="IP",
         default=None,
@@ -102,6 +111,13 @@ def _checked_ip(value: str, flag: str = "--advertise-ip") -> str:
         return str(ipaddress.ip_address(value))
     except ValueError as error:
         raise SettingsError(f"{flag}: {value!r} is not an IP address") from error
+
+
+def _dns_address(text: str) -> tuple[str, int]:
+    try:
+        return parse_address(text, 53)
+    except ValueError as error:
+        raise SettingsError(f"--check-dns: {text!r}: {error}") from error
 
 
 def guess_host_address() -> str | None:
@@ -133,6 +149,7 @@ async def run(
             "no node record is written",
             extra={"fields": {"node": node}},
         )
+    dns_check = _dns_address(args.check_dns) if getattr(args, "check_dns", None) else None
     metrics = ServicesMetrics(registry)
     store = EtcdStore(settings)
     lease_file = lease_file_path(args.services_state_dir, node, args.docker_host)
@@ -170,6 +187,9 @@ async def run(
                 "lease-keeper": keeper.run(),
                 "etcd-writer": writer.run(),
                 "docker-follower": registrator.follow_docker(),
+                "node-checks": keep_checking(
+                    writer, lambda: registrator.docker_connected, dns_check, settings.domain
+                ),
             }
         ),
         name="services",

@@ -68,6 +68,11 @@ class Registrator:
 
     # ------------------------------------------------------------ per container
 
+    @property
+    def docker_connected(self) -> bool:
+        """Whether the Docker event stream is open now."""
+        return self._connected
+
     def poke(self, container_id: str, gone: bool = False) -> None:
         """Look at a container again; ``gone``: it is known not to run any more."""
         self._pending[container_id] = gone

@@ -33,6 +33,7 @@ would delete the records of containers that are still running.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Iterable
 from pathlib import Path
@@ -143,6 +144,19 @@ class RecordWriter:
         self.in_sync.clear()
         self._wake.set()
         return changes
+
+    def set_node_checks(self, checks: dict[str, str]) -> None:
+        """The node's checks (``node_checks``); a change rewrites the node record
+        through a resync, which puts it first anyway."""
+        if self._node_record is None:
+            return
+        wanted = tuple(sorted(checks.items()))
+        if wanted == self._node_record.checks:
+            return
+        self._node_record = dataclasses.replace(self._node_record, checks=wanted)
+        self._resync = True
+        self.in_sync.clear()
+        self._wake.set()
 
     async def on_new_lease(self, lease_id: int) -> None:
         """LeaseKeeper's callback: write everything again under the new lease.

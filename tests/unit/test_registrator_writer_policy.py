@@ -200,6 +200,22 @@ async def test_a_wanted_record_held_under_another_lease_is_taken_over() -> None:
         assert kv.value != encode_endpoint(conflicting)
 
 
+@in_virtual_time
+async def test_a_change_of_the_node_checks_rewrites_the_node_record() -> None:
+    store = MemoryStore()
+    async with running_agent(store, {1: "web"}) as agent:
+        agent.writer.set_node_checks({"docker": "passing", "dns": "critical"})
+        await agent.in_sync()
+        node = await store.get(NODE_KEY)
+        assert node is not None
+        assert decode_node(node.value).checks == (("dns", "critical"), ("docker", "passing"))
+        # The same checks again: nothing to write.
+        agent.writer.set_node_checks({"dns": "critical", "docker": "passing"})
+        assert agent.writer.in_sync.is_set()
+        assert await store.get(NODE_KEY) == node
+        assert await held(store) == {"web": agent.lease_id}
+
+
 class LateStore(MemoryStore):
     """A client whose guarded writes each time out once and are resent, as
     EtcdStore's are when a member does not answer; the unanswered first

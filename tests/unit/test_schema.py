@@ -141,3 +141,21 @@ def test_node_round_trips_and_checks_its_fields():
         schema.Node(node="host1", address="192.168.100.11", subnet="10.5.1.0/99")
     with pytest.raises(SchemaError, match="no string 'host'"):
         schema.decode_node(b'{"node": "host1"}')
+
+
+def test_a_node_record_carries_its_checks_and_refuses_odd_ones() -> None:
+    node = schema.Node("host1", "10.0.0.1", checks=(("dns", "critical"), ("docker", "passing")))
+    raw = schema.encode_node(node)
+    assert json.loads(raw)["checks"] == {"dns": "critical", "docker": "passing"}
+    assert schema.decode_node(raw) == node
+    assert "checks" not in json.loads(schema.encode_node(schema.Node("host1", "10.0.0.1")))
+    base = {"node": "host1", "host": "10.0.0.1"}
+    for checks, said in [
+        ([], "must be a JSON object"),
+        ({"dns": "ok"}, "not one of passing, warning, critical"),
+        ({"dns": ["passing"]}, "not one of"),
+        ({"Not A Label": "passing"}, "not one of"),
+        ({f"c{i}": "passing" for i in range(17)}, "the limit is 16"),
+    ]:
+        with pytest.raises(SchemaError, match=said):
+            schema.decode_node(json.dumps({**base, "checks": checks}))
