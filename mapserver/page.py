@@ -2,9 +2,10 @@
 
 The lab's machines are offline: the page fetches nothing but its own server's
 ``map/events`` (server-sent events, relative to where it was loaded). It
-renders the model ``mapserver.view`` builds: hosts with their containers,
-services with their answers, the overlay peers per the leases, the timeline,
-and a banner with the age of what it shows when etcd is unreachable. Every
+renders the model ``mapserver.view`` builds: hosts with what is alive on them
+and their containers, services with their answers, the overlay (a drawing of
+the hosts and one line per tunnel, coloured by what the kernels hold), the
+timeline, and a banner with the age of what it shows when etcd is unreachable. Every
 render is recorded in ``window.mapRenders`` ({revision, at: Date.now()}), so
 a test can measure how soon a change in etcd reaches the page.
 """
@@ -68,6 +69,21 @@ PAGE = """<!DOCTYPE html>
   .card { overflow-x: auto; }
   .event { padding: .1em 0; border-bottom: 1px solid var(--line); }
   .note { font-size: .85em; color: var(--muted); }
+  .k-tunnel-up { color: var(--ok); } .k-tunnel-down { color: var(--bad); }
+  .k-check { color: var(--warn); }
+  .alive { display: grid; grid-template-columns: repeat(5, auto); gap: .2em .6em;
+           margin: .3em 0 .4em; font-size: .85em; }
+  .alive span { white-space: nowrap; }
+  .ok { color: var(--ok); } .bad { color: var(--bad); } .unknown { color: var(--muted); }
+  #overlay svg { width: 100%; height: auto; background: var(--card);
+                 border: 1px solid var(--line); border-radius: 6px; }
+  .t-complete { stroke: var(--ok); } .t-partial { stroke: var(--bad); stroke-dasharray: 8 5; }
+  .t-unobserved { stroke: #8c959f; stroke-dasharray: 2 5; }
+  .tunnel { padding: .15em 0; border-bottom: 1px solid var(--line); font-size: .9em; }
+  .line { display: inline-block; width: 2.2em; height: 0; border-top: 3px solid;
+          vertical-align: middle; margin-right: .4em; }
+  .line.complete { border-color: var(--ok); } .line.partial { border-color: var(--bad);
+  border-top-style: dashed; } .line.unobserved { border-color: #8c959f; border-top-style: dotted; }
 </style>
 </head>
 <body>
@@ -92,8 +108,15 @@ PAGE = """<!DOCTYPE html>
       <span><i class="dot other"></i>other health: left out</span>
       <span><i class="tag">tag</i> a service tag</span>
       <span><i class="badge">no lease</i><i class="badge">no node record</i> half a host</span>
+      <span><i class="line complete"></i>tunnel complete: both kernels hold route,
+      neighbour and FDB entry for the other</span>
+      <span><i class="line partial"></i>partial: a kernel lacks one (named)</span>
+      <span><i class="line unobserved"></i>unobserved: a network agent is not reporting</span>
       <p>Host: node record (name, underlay address, subnet) joined with its flannel
-      subnet lease (VTEP MAC, VNI). Answer: the addresses a container resolving
+      subnet lease (VTEP MAC, VNI, seconds left on its etcd lease). Alive: the
+      network agent by its tunnel report (rewritten every 10 s), the services agent
+      by its node record (its lease's seconds left), Docker and DNS by the services
+      agent's checks. Answer: the addresses a container resolving
       <span class="mono">NAME.service.lab</span> gets now. Timeline: newest first.</p>
     </section>
   </div>
@@ -104,11 +127,13 @@ PAGE = """<!DOCTYPE html>
       </tr></thead>
       <tbody id="services"></tbody></table>
     </section>
-    <section>
-      <h2>Overlay peers per the leases</h2>
-      <p class="note">From etcd's subnet leases, not observed in any kernel: every pair of
-      leased hosts is expected to reach the other over VXLAN.</p>
-      <div id="peers" class="mono"></div>
+    <section id="overlay">
+      <h2>Overlay tunnels, as the kernels hold them</h2>
+      <div id="diagram"></div>
+      <div id="tunnels"></div>
+      <p class="note">Each network agent reads back the entries on its VXLAN device and
+      publishes them under its lease; a line is green only when both ends hold
+      them for each other.</p>
     </section>
     <section>
       <h2>Timeline</h2>
@@ -153,7 +178,9 @@ function renderHost(host) {
     h("dt", {}, "underlay"), h("dd", {}, host.address || "-"),
     h("dt", {}, "subnet"), h("dd", {}, (lease ? lease.subnet : host.subnet) || "-"),
     h("dt", {}, "VTEP MAC"), h("dd", {}, lease ? lease.vtep_mac : "-"),
-    h("dt", {}, "VNI"), h("dd", {}, lease ? lease.vni : "-"));
+    h("dt", {}, "VNI"), h("dd", {}, lease ? lease.vni : "-"),
+    h("dt", {}, "lease left"), h("dd", {}, lease && lease.ttl_s !== null && lease.ttl_s >= 0
+      ? lease.ttl_s + " s" : "-"));
   let body;
   if (host.containers.length === 0) {
     body = h("p", {class: "empty"}, "no containers registered");
@@ -170,7 +197,62 @@ function renderHost(host) {
         h("td", {}, h("i", {class: "dot " + healthClass(c)}), c.health)))));
   }
   return h("div", {class: "card", "data-host": host.name},
-    h("h3", {}, host.name, badges), kv, body);
+    h("h3", {}, host.name, badges), alive(host), kv, body);
+}
+
+function mark(ok, text, title) {
+  const cls = ok === null ? "unknown" : ok ? "ok" : "bad";
+  return h("span", {class: cls, title: title}, (ok === null ? "? " : ok ? "\u2714 " : "\u2716 ")
+    + text);
+}
+function alive(host) {
+  const agent = host.network_agent;
+  const network = agent.state === "reporting" ? true : agent.state === "silent" ? false : null;
+  const checks = host.checks || {};
+  const check = (name) => name in checks ? checks[name] === "passing" : null;
+  const nodeLeft = host.node_ttl_s !== null && host.node_ttl_s >= 0
+    ? " (" + host.node_ttl_s + " s)" : "";
+  return h("div", {class: "alive", "data-alive": host.name},
+    mark(network, "network agent", agent.state + (agent.age_s !== null
+      ? ", report " + Math.round(agent.age_s) + " s old" : "")),
+    mark(host.record ? true : null, "services agent" + nodeLeft, host.record
+      ? "node record present" : "no node record"),
+    mark(check("docker"), "Docker", checks.docker || "not reported"),
+    mark(check("dns"), "DNS", checks.dns || "not reported"));
+}
+
+function renderDiagram(model) {
+  const leased = model.hosts.filter((x) => x.lease);
+  const svgNS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(svgNS, "svg");
+  const size = 360, r = 130, c = size / 2;
+  svg.setAttribute("viewBox", "0 0 " + size + " " + (size - 40));
+  const at = {};
+  leased.forEach((x, i) => {
+    const a = -Math.PI / 2 + (2 * Math.PI * i) / Math.max(leased.length, 1);
+    at[x.name] = [c + r * Math.cos(a), c - 20 + r * 0.8 * Math.sin(a)];
+  });
+  const el = (tag, attrs, text) => {
+    const e = document.createElementNS(svgNS, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    svg.append(e);
+    return e;
+  };
+  for (const t of model.tunnels) {
+    const [x1, y1] = at[t.a], [x2, y2] = at[t.b];
+    el("line", {x1, y1, x2, y2, class: "t-" + t.state, "stroke-width": 4,
+                "data-tunnel": t.a + "-" + t.b});
+  }
+  for (const x of leased) {
+    const [x0, y0] = at[x.name];
+    el("circle", {cx: x0, cy: y0, r: 34, fill: "#24292f"});
+    el("text", {x: x0, y: y0 - 2, "text-anchor": "middle", fill: "#fff",
+                "font-size": 12, "font-weight": 600}, x.name);
+    el("text", {x: x0, y: y0 + 12, "text-anchor": "middle", fill: "#d0d7de",
+                "font-size": 8.5}, x.lease.subnet);
+  }
+  return svg;
 }
 
 function render(model) {
@@ -188,9 +270,14 @@ function render(model) {
         : h("span", {class: "empty"}, "no answer (NXDOMAIN): nothing serving")),
       h("td", {}, s.endpoints)))
     : [h("tr", {}, h("td", {colspan: "3", class: "empty"}, "no services registered"))]));
-  const peers = document.getElementById("peers");
-  peers.replaceChildren(...(model.lease_peers.length
-    ? model.lease_peers.map((p) => h("div", {}, p[0] + " \\u2194 " + p[1]))
+  document.getElementById("diagram").replaceChildren(renderDiagram(model));
+  const tunnels = document.getElementById("tunnels");
+  tunnels.replaceChildren(...(model.tunnels.length ? model.tunnels.map((t) =>
+    h("div", {class: "tunnel", "data-tunnel": t.a + "-" + t.b, "data-state": t.state},
+      h("i", {class: "line " + t.state}), h("b", {}, t.a + " \u2194 " + t.b), " " + t.state,
+      t.silent.length ? h("div", {class: "note"}, "no report from " + t.silent.join(", ")) : null,
+      Object.entries(t.problems).map(([who, found]) =>
+        h("div", {class: "note"}, who + ": " + found.join("; ")))))
     : [h("span", {class: "empty"}, "fewer than two leased hosts")]));
   const timeline = document.getElementById("timeline");
   const events = model.timeline.slice().reverse();

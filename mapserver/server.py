@@ -23,9 +23,13 @@ since etcd was last reachable; besides, ``X-Lab-Etcd: unreachable`` and
 The live map: ``GET /`` is one self-contained page (``mapserver.page``), which
 opens ``GET /map/events``, a server-sent event stream: the whole model on
 connect, then the model and the new timeline events on every change. The
-model (``mapserver.view``) is built from the catalog and the flannel subnet
-leases, which a second watch (on ``<network_prefix>/subnets/``) follows; both
-watches are shared by every viewer, none reads etcd. A change is published
+model (``mapserver.view``) is built from the catalog, the flannel subnet
+leases, which a second watch (on ``<network_prefix>/subnets/``) follows, and
+the network agents' tunnel reports, which a third follows
+(``<network_prefix>/observed/``); the watches are shared by every viewer, none
+reads etcd. One more task reads the TTL left on each subnet lease's and node
+record's etcd lease every TTL_POLL_S (etcd sends no event as a TTL runs down),
+for the whole server, not per viewer. A change is published
 once, on the next turn of the loop after the watch delivers it, to a bounded
 queue per viewer; a viewer that disconnects has its handler cancelled and its
 queue dropped (``viewers`` counts them). ``GET /map/state`` is the model.
@@ -47,12 +51,14 @@ from typing import Any
 from aiohttp import web
 
 from discovery.catalog import Catalog, CatalogChange, follow_catalog
-from discovery.errors import SchemaError
+from discovery.errors import DiscoveryError, SchemaError
 from discovery.feed import keep_following
-from discovery.flannel import SubnetLease, parse_subnet_lease, subnets_prefix
+from discovery.flannel import SubnetLease, parse_subnet_key, parse_subnet_lease, subnets_prefix
+from discovery.schema import nodes_prefix
 from discovery.settings import Settings
 from discovery.store import EtcdStore
 from discovery.store_api import Change, ConnectionLost, Resumed, Snapshot, Store, WatchItem
+from discovery.tunnels import TunnelReport, observed_prefix, parse_observed_key, parse_tunnel_report
 from mapserver.consul import (
     JITTER_FRACTION,
     BadRequest,
@@ -65,7 +71,7 @@ from mapserver.consul import (
     select,
 )
 from mapserver.page import PAGE
-from mapserver.view import Model, build_model, diff_models
+from mapserver.view import Model, Observed, build_model, diff_models
 
 log = logging.getLogger(__name__)
 DEFAULT_LISTEN = ("127.0.0.1", 8500)  # Consul's HTTP port
@@ -73,6 +79,7 @@ AGENT_NAME = "discovery-map"
 TIMELINE_LENGTH = 200  # the timeline's last events, kept and sent
 VIEWER_QUEUE = 16  # messages a slow viewer may lag behind before it gets only the latest
 KEEPALIVE_S = 15.0  # an SSE comment this often, so a dead viewer is noticed
+TTL_POLL_S = 2.0  # how often the leases' remaining TTLs are read (etcd never pushes them)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -136,6 +143,13 @@ class MapServer:
         self.leases_revision = 0
         self.leases_lost_since: float | None = None
         self._lease_feed: asyncio.Task[None] | None = None
+        # subnet -> (the tunnel report of the host holding it, monotonic time last written)
+        self.reports: dict[str, tuple[TunnelReport, float]] = {}
+        self.reports_revision = 0
+        self._report_feed: asyncio.Task[None] | None = None
+        self.subnet_ttls: dict[str, int] = {}
+        self.node_ttls: dict[str, int] = {}
+        self._ttl_poller: asyncio.Task[None] | None = None
         self.model: Model = build_model([], [], [])
         self.timeline: deque[dict[str, Any]] = deque(maxlen=TIMELINE_LENGTH)
         self._published: tuple[str, str] | None = None  # (model JSON, etcd state) last sent
@@ -176,6 +190,8 @@ class MapServer:
         loop = asyncio.get_running_loop()
         self._feed = loop.create_task(self._run_feed(store))
         self._lease_feed = loop.create_task(self._run_lease_feed(store))
+        self._report_feed = loop.create_task(self._run_report_feed(store))
+        self._ttl_poller = loop.create_task(self._poll_ttls(store))
 
     async def wait_loaded(self, timeout_s: float = 10.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -193,7 +209,7 @@ class MapServer:
         self._changed_event.set()
         for queue in list(self._viewers):  # end every event stream
             self._offer(queue, None)
-        for name in ("_feed", "_lease_feed"):
+        for name in ("_feed", "_lease_feed", "_report_feed", "_ttl_poller"):
             feed = getattr(self, name)
             setattr(self, name, None)
             if feed is not None:
@@ -294,7 +310,73 @@ class MapServer:
         except SchemaError as error:
             log.warning("map: skipping subnet lease %s: %s", key, error)
 
+    # ------------------------------------------------------------ tunnel reports and TTLs
+
+    async def _run_report_feed(self, store: Store) -> None:
+        """Follow <network_prefix>/observed/ into ``reports``, restarted should it fail."""
+        prefix = observed_prefix(self.settings.network_prefix)
+
+        async def follow() -> None:
+            async for item in store.follow_prefix(prefix):
+                self.apply_report_item(item)
+
+        # An outage is the other feeds' to report (they watch the same etcd).
+        await keep_following(follow, lambda: None, "map: tunnel report feed")
+
+    def apply_report_item(self, item: WatchItem) -> None:
+        now = time.monotonic()
+        if isinstance(item, Snapshot):
+            self.reports.clear()
+            for kv in item.items.values():
+                self._set_report(kv.key, kv.value, now)
+            self.reports_revision = item.revision
+        elif isinstance(item, Change):
+            self._set_report(item.key, item.value, now)
+            self.reports_revision = max(self.reports_revision, item.revision)
+        else:
+            return
+        self._schedule_publish()
+
+    def _set_report(self, key: str, value: bytes | None, seen: float) -> None:
+        prefix = self.settings.network_prefix
+        try:
+            subnet = str(parse_observed_key(prefix, key))
+            self.reports.pop(subnet, None)
+            if value is not None:
+                self.reports[subnet] = (parse_tunnel_report(prefix, key, value), seen)
+        except SchemaError as error:
+            log.warning("map: skipping tunnel report %s: %s", key, error)
+
+    async def _poll_ttls(self, store: Store) -> None:
+        """Every TTL_POLL_S: the seconds left on each subnet lease's and node record's
+        etcd lease. A failed read keeps the last figures (the page says etcd is lost)."""
+        nodes_root = nodes_prefix(self.settings.prefix, self.settings.domain)
+        while True:
+            with contextlib.suppress(DiscoveryError):
+                subnets, _ = await store.get_prefix(self.network_root)
+                nodes, _ = await store.get_prefix(nodes_root)
+                leases = {kv.lease for kv in [*subnets.values(), *nodes.values()] if kv.lease}
+                ordered = sorted(leases)
+                ttls = dict(zip(ordered, await asyncio.gather(
+                    *(store.lease_ttl(lease) for lease in ordered)), strict=True))  # fmt: skip
+                subnet_ttls = {}
+                for key, kv in subnets.items():
+                    with contextlib.suppress(SchemaError):
+                        subnet = parse_subnet_key(self.settings.network_prefix, key)
+                        subnet_ttls[str(subnet)] = ttls.get(kv.lease, -1)
+                self.subnet_ttls = subnet_ttls
+                self.node_ttls = {
+                    key[len(nodes_root) :]: ttls.get(kv.lease, -1) for key, kv in nodes.items()
+                }
+                self._schedule_publish()
+            await asyncio.sleep(TTL_POLL_S)
+
     # ------------------------------------------------------------ the model and its viewers
+
+    @property
+    def revision(self) -> int:
+        """The etcd revision the model reflects: the newest any of its watches delivered."""
+        return max(self.catalog.revision, self.leases_revision, self.reports_revision)
 
     def etcd_state(self) -> tuple[str, float | None]:
         """("loading" | "reachable" | "unreachable", seconds since it was lost)."""
@@ -311,7 +393,7 @@ class MapServer:
         return {
             "etcd": etcd,
             "since": None if since is None else round(since, 1),
-            "revision": max(self.catalog.revision, self.leases_revision),
+            "revision": self.revision,
             "sent_at": time.time(),
             **self.model,
             "timeline": list(self.timeline),
@@ -330,15 +412,21 @@ class MapServer:
 
     def _publish(self) -> None:
         self._publish_pending = False
+        now = time.monotonic()
+        observed = Observed(
+            reports={subnet: (report, now - at) for subnet, (report, at) in self.reports.items()},
+            subnet_ttls=self.subnet_ttls,
+            node_ttls=self.node_ttls,
+        )
         model = build_model(
-            self.catalog.all_endpoints(), self.catalog.nodes(), self.leases.values()
+            self.catalog.all_endpoints(), self.catalog.nodes(), self.leases.values(), observed
         )
         ready = self.loaded and self.leases_loaded
         # Before both watches have loaded, the model is filling up: no events for that.
         new = diff_models(self.model, model) if ready and self._published is not None else []
         self.model = model
         now = time.time()
-        revision = max(self.catalog.revision, self.leases_revision)
+        revision = self.revision
         stamped = [{"at": now, "revision": revision, **event} for event in new]
         self.timeline.extend(stamped)
         etcd, _ = self.etcd_state()

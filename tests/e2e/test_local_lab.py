@@ -9,10 +9,12 @@ agent killed, and finally `lab down` leaving nothing behind.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -103,6 +105,84 @@ def test_a_fourth_host_joins_a_running_lab(lab):
     wait_until(lambda: lab.resolve("host1", "api") == {api}, 5, "api on host4 from host1")
     page = lab.docker("host1", "exec", "client-host1", "wget", "-qO-", "http://api/")
     assert "hostname:" in page
+
+
+def map_state(lab) -> dict:
+    with urllib.request.urlopen(lab.state().map_url + "map/state", timeout=5) as response:
+        return json.load(response)
+
+
+def tunnel_states(lab) -> dict[tuple[str, str], dict]:
+    return {(t["a"], t["b"]): t for t in map_state(lab)["tunnels"]}
+
+
+def test_the_map_shows_the_overlay_as_the_kernels_hold_it_and_what_is_alive(lab):
+    """Issue 14: tunnels judged by each kernel's entries, read back by its agent; a
+    hand-deleted FDB entry shows as a broken tunnel until the agent's periodic pass
+    puts it back; a frozen DNS server shows as a failing check."""
+    state = lab.state()
+    names = sorted(state.hosts)
+    pairs = {(a, b) for i, a in enumerate(names) for b in names[i + 1 :]}
+
+    def all_complete() -> bool:
+        tunnels = tunnel_states(lab)
+        return set(tunnels) == pairs and all(t["state"] == "complete" for t in tunnels.values())
+
+    wait_until(all_complete, 15, "every tunnel complete on the map")
+
+    def all_alive() -> bool:
+        hosts = {host["name"]: host for host in map_state(lab)["hosts"]}
+        return all(
+            hosts[name]["network_agent"]["state"] == "reporting"
+            and hosts[name]["checks"] == {"dns": "passing", "docker": "passing"}
+            for name in names
+        )
+
+    # host4 joined just before: its first checks ran before its DNS server was up.
+    wait_until(all_alive, 10, "every host's agents, Docker and DNS alive on the map")
+    hosts = {host["name"]: host for host in map_state(lab)["hosts"]}
+    for name in names:
+        assert 0 < hosts[name]["lease"]["ttl_s"] <= 60 and 0 < hosts[name]["node_ttl_s"] <= 10
+
+    # Delete host1's FDB entry for host3, as a learner might by mistake.
+    vtep3 = hosts["host3"]["lease"]["vtep_mac"]
+    netns1 = state.hosts["host1"].netns
+    subprocess.run(["ip", "netns", "exec", netns1, "bridge", "fdb", "del", vtep3,
+                    "dev", "flannel.1", "dst", state.hosts["host3"].underlay_ip],
+                   check=True, capture_output=True, text=True)  # fmt: skip
+    deleted_at = time.monotonic()
+
+    def broken() -> bool:
+        tunnel = tunnel_states(lab)[("host1", "host3")]
+        return tunnel["state"] == "partial" and tunnel["problems"] == {
+            "host1": [f"no FDB entry for {vtep3}"]
+        }
+
+    wait_until(broken, 5, "the deleted FDB entry on the map")
+    shown_after = time.monotonic() - deleted_at
+    wait_until(all_complete, 15, "the agent's periodic pass restoring the entry")
+    print(f"\nFDB entry deleted by hand: on the map after {shown_after:.1f} s, "
+          f"repaired after {time.monotonic() - deleted_at:.1f} s")  # fmt: skip
+    events = [(e["kind"], e["subject"]) for e in map_state(lab)["timeline"]]
+    assert ("tunnel-down", "host1 <-> host3") in events and (
+        "tunnel-up",
+        "host1 <-> host3",
+    ) in events
+
+    # A frozen DNS server: host2's dns check goes critical, then passing once thawed.
+    dns2 = child_pid(next(p for p in state.processes_of("host2", "dns")))
+    assert dns2 is not None
+
+    def dns_check(expected: str) -> bool:
+        host2 = next(h for h in map_state(lab)["hosts"] if h["name"] == "host2")
+        return host2["checks"].get("dns") == expected
+
+    os.kill(dns2, signal.SIGSTOP)
+    try:
+        wait_until(lambda: dns_check("critical"), 10, "host2's DNS check critical on the map")
+    finally:
+        os.kill(dns2, signal.SIGCONT)
+    wait_until(lambda: dns_check("passing"), 10, "host2's DNS check passing again")
 
 
 def test_frozen_agents_records_expire_routes_stay_and_a_killed_agent_is_started_again(lab):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from discovery import flannel, schema
+from discovery import flannel, schema, tunnels
 from discovery.settings import Settings
 from discovery.store import EtcdStore
 from mapserver.server import MapOptions, MapServer
@@ -51,6 +51,25 @@ async def put_lease(store: EtcdStore, settings: Settings, lease: flannel.SubnetL
     """A flannel subnet lease (under no etcd lease: it stays until deleted)."""
     key = flannel.subnet_key(settings.network_prefix, lease.subnet)
     return await store.put(key, flannel.encode_subnet_lease(lease))
+
+
+async def put_report(
+    store: EtcdStore,
+    settings: Settings,
+    own: flannel.SubnetLease,
+    peers: tuple[flannel.SubnetLease, ...],
+    without_fdb: bool = False,
+) -> int:
+    """The tunnel report a network agent holding ``own`` would publish when its
+    kernel holds the entries for ``peers`` (all but the FDB ones: ``without_fdb``)."""
+    report = tunnels.TunnelReport(
+        subnet=own.subnet, public_ip=own.public_ip, vtep_mac=own.vtep_mac, device="flannel.1",
+        routes={p.subnet: p.subnet.network_address for p in peers},
+        neighbours={p.subnet.network_address: p.vtep_mac for p in peers},
+        fdb={} if without_fdb else {p.vtep_mac: p.public_ip for p in peers},
+    )  # fmt: skip
+    key = tunnels.observed_key(settings.network_prefix, own.subnet)
+    return await store.put(key, tunnels.encode_tunnel_report(report))
 
 
 async def write_lab(settings: Settings, *, sick: bool = True) -> int:

@@ -33,6 +33,7 @@ from tests.integration.map_support import (
     put_endpoint,
     put_lease,
     put_node,
+    put_report,
     start_map,
 )
 from tests.prerequisites import require_binary
@@ -79,6 +80,9 @@ async def test_the_page_shows_hosts_and_changes_within_a_second(
         for node, lease in ((HOST2, LEASE2), (HOST3, LEASE3)):
             await put_node(store, settings, node)
             await put_lease(store, settings, lease)
+        # host2's kernel lacks its FDB entry for host3: a partial tunnel, until host2 reports it.
+        await put_report(store, settings, LEASE2, (LEASE3,), without_fdb=True)
+        await put_report(store, settings, LEASE3, (LEASE2,))
         for endpoint in (WEB2, DB, SICK):
             await put_endpoint(store, settings, endpoint)
         server: MapServer = await start_map(settings)
@@ -102,6 +106,16 @@ async def test_the_page_shows_hosts_and_changes_within_a_second(
                 for expected in (HOST3.address, LEASE3.vtep_mac, HOST3.subnet, "Legend"):
                     assert expected.lower() in text.lower()  # headings are upper-cased by CSS
                 assert not await shown(page, "#banner.shown")
+
+                # The tunnel, drawn and listed as the reports say: partial, then complete.
+                tunnel = '[data-tunnel="host2-host3"][data-state="{}"]'
+                assert await shown(page, tunnel.format("partial"))
+                assert "host2: no FDB entry for" in text
+                fixed_ms = await change_latency_ms(
+                    page, lambda: put_report(store, settings, LEASE2, (LEASE3,))
+                )
+                assert await shown(page, tunnel.format("complete")) and fixed_ms < 1000
+                assert await shown(page, 'line.t-complete[data-tunnel="host2-host3"]')
 
                 # web on host3: on the page within 1 s of the put, gone within 1 s of the delete
                 row = f'[data-host="host3"] [data-endpoint="web/{WEB3.endpoint_id}"]'
