@@ -122,7 +122,8 @@ def main(argv: list[str]) -> int:
         print(f"discoveryctl explain: {error}", file=sys.stderr)
         return EXIT_USAGE
     except EtcdUnavailable as error:
-        print(f"discoveryctl explain: etcd unreachable: {error}", file=sys.stderr)
+        said = str(error) if str(error).startswith("etcd") else f"etcd unreachable: {error}"
+        print(f"discoveryctl explain: {said}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except DiscoveryError as error:
         print(f"discoveryctl explain: {error}", file=sys.stderr)
