@@ -67,7 +67,8 @@ def lab(tmp_path_factory):
 def explain(lab: LabDriver, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "labs.troubleshoot.cli", "--name", lab.name, *args],
+        # discoveryctl, as the other tests run it: the explain plugin through its entry point
+        [sys.executable, "-m", "discovery.cli", "explain", "--name", lab.name, *args],
         capture_output=True, text=True, env=lab.env, timeout=60,
     )  # fmt: skip
     return result, time.monotonic() - started

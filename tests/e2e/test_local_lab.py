@@ -8,6 +8,7 @@ agent killed, and finally `lab down` leaving nothing behind.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import os
@@ -24,6 +25,7 @@ from labs.plan import plan_lab
 from labs.runner import child_pid
 from labs.testing.lab_driver import LabDriver
 from labs.testing.waiting import wait_until
+from tests.integration.cdp import CHROMIUM, headless_chromium
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.netns, pytest.mark.etcd]
@@ -183,6 +185,61 @@ def test_the_map_shows_the_overlay_as_the_kernels_hold_it_and_what_is_alive(lab)
     finally:
         os.kill(dns2, signal.SIGCONT)
     wait_until(lambda: dns_check("passing"), 10, "host2's DNS check passing again")
+
+
+def test_the_map_in_a_browser_shows_a_container_within_a_second_of_docker_run_and_stop(
+    lab, tmp_path
+):
+    """Issue 14's browser test on the real lab: Debian's chromium on the URL lab up
+    printed; the hosts and tunnels drawn; a container started on host3 on the page
+    within 1 s of `docker run` returning, gone within 1 s of `docker stop` returning."""
+    require_binary(Path(CHROMIUM).name)
+    url = lab.state().map_url
+
+    async def drive() -> tuple[float, float, Path]:
+        async with headless_chromium(tmp_path / "chromium") as page:
+            await page.navigate(url)
+
+            async def shown(selector: str, present: bool = True, within_s: float = 10) -> float:
+                """Seconds until the selector is (or is no longer) on the page."""
+                started = time.monotonic()
+                found = await page.evaluate(
+                    f"""new Promise((resolve) => {{
+                        const limit = Date.now() + {int(within_s * 1000)};
+                        const look = () => {{
+                            const there = document.querySelector({selector!r}) !== null;
+                            if (there === {str(present).lower()}) resolve(true);
+                            else if (Date.now() > limit) resolve(false);
+                            else setTimeout(look, 5);
+                        }};
+                        look();
+                    }})"""
+                )
+                assert found, f"{selector} {'never shown' if present else 'still shown'}"
+                return time.monotonic() - started
+
+            for name in lab.state().hosts:
+                await shown(f'[data-host="{name}"] [data-alive="{name}"]')
+            await shown('[data-tunnel="host1-host3"][data-state="complete"]')
+            lab.docker("host3", "run", "-d", "--name", "web2-host3", "-e", "LAB_HOST=host3",
+                       lab.image("web"))  # fmt: skip
+            address = lab.address_of("host3", "web2-host3")
+            row = f'[data-host="host3"] tr[data-endpoint*="{address.replace(".", "-")}"]'
+            appeared = await shown(row, within_s=5)
+            lab.docker("host3", "stop", "web2-host3")
+            gone = await shown(row, present=False, within_s=5)
+            screenshot = await page.screenshot(tmp_path / "map-lab.png")
+            return appeared, gone, screenshot
+
+    try:
+        appeared, gone, screenshot = asyncio.run(drive())
+    finally:
+        lab.docker("host3", "rm", "-f", "web2-host3", check=False)
+    print(
+        f"\nweb2 on host3: on the page {appeared * 1000:.0f} ms after docker run returned, "
+        f"gone {gone * 1000:.0f} ms after docker stop returned; screenshot {screenshot}"
+    )
+    assert appeared < 1.0 and gone < 1.0
 
 
 def test_frozen_agents_records_expire_routes_stay_and_a_killed_agent_is_started_again(lab):
