@@ -223,8 +223,10 @@ function alive(host) {
 
 function renderDiagram(model) {
   const leased = model.hosts.filter((x) => x.lease);
-  const svgNS = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(svgNS, "svg");
+  // The HTML parser puts <svg> in the SVG namespace: its children are made in the same.
+  const holder = document.createElement("div");
+  holder.innerHTML = "<svg></svg>";
+  const svg = holder.firstChild, svgNS = svg.namespaceURI;
   const size = 360, r = 130, c = size / 2;
   svg.setAttribute("viewBox", "0 0 " + size + " " + (size - 40));
   const at = {};

@@ -39,4 +39,6 @@ def test_the_page_fetches_only_its_own_event_stream_by_a_relative_path():
 
 def test_the_page_has_a_legend_and_an_outage_banner():
     assert 'id="legend"' in PAGE and 'id="banner"' in PAGE
-    assert "Overlay peers per the leases" in PAGE and "not observed" in PAGE
+    assert "Overlay tunnels, as the kernels hold them" in PAGE
+    for state in ("complete", "partial", "unobserved"):
+        assert f'<i class="line {state}"></i>' in PAGE  # each tunnel state has its legend
