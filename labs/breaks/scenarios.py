@@ -197,7 +197,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             "{lab} exec host1 -- docker run --rm {image} ping -c 2 -W 2 {bridge_host3}",
             "{lab} status",
             "{doctor} host1",
-            "discoveryctl explain web --from host1   (when web runs on host2: lab demo starts one)",
+            "discoveryctl explain web --from host1   # with web on host2 (lab demo starts one)",
             "{lab} exec host1 -- ip route",
             "{lab} exec host1 -- ip neigh show dev flannel.1",
             "{lab} exec host1 -- bridge fdb show dev flannel.1",
