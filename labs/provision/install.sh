@@ -12,7 +12,7 @@ repo=${LAB_REPO:-/opt/discovery-lab}
 venv=${LAB_VENV:-/opt/discovery-venv}
 
 # The local lab's packages (scripts/bootstrap), plus python3-venv for the venv.
-packages=(docker.io busybox-static iproute2 iptables bind9-dnsutils procps tcpdump python3-venv)
+packages=(docker.io busybox-static iproute2 iptables bind9-dnsutils procps tcpdump iputils-ping python3-venv)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -32,6 +32,7 @@ import pytest
 from labs.runner import child_pid
 from labs.testing.lab_driver import LabDriver
 from labs.testing.waiting import wait_until
+from labs.troubleshoot.doctor import HOST_CHECKS, LAB_CHECKS
 from tests.prerequisites import require_binary, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.netns, pytest.mark.etcd]
@@ -217,6 +218,59 @@ def test_the_text_teaches_one_line_per_hop(lab):
     assert result.returncode == 0 and text.count("4 path") == 2
 
 
+def doctor(lab: LabDriver, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "discovery.cli", "doctor", "--name", lab.name, *args],
+        capture_output=True, text=True, env=lab.env, timeout=60,
+    )  # fmt: skip
+    return result, time.monotonic() - started
+
+
+def test_doctor_passes_every_check_on_the_healthy_lab(lab):
+    def healthy() -> bool:
+        result, _ = doctor(lab, "-o", "json")
+        found = json.loads(result.stdout)
+        return result.returncode == 0 and found["fails"] == found["warns"] == 0
+
+    # Right after lab up a node's first checks may still say its DNS server was not up yet.
+    wait_until(healthy, 15, "doctor all PASS")
+    result, took = doctor(lab, "-o", "json")
+    found = json.loads(result.stdout)
+    checks = {(c["check"], c["host"]) for c in found["checks"]}
+    hosts = ("host1", "host2", "host3")
+    assert checks == {(c, "lab") for c in LAB_CHECKS} | {(c, h) for c in HOST_CHECKS for h in hosts}
+    assert {c["status"] for c in found["checks"]} == {"PASS"}
+    text, took_text = doctor(lab)
+    assert text.returncode == 0 and text.stdout.splitlines()[-1].startswith("0 FAIL, 0 WARN")
+    print(f"\n$ discoveryctl doctor   ({took_text:.2f} s; -o json {took:.2f} s)\n{text.stdout}")
+    one, _ = doctor(lab, "host2", "-o", "json")
+    assert {c["host"] for c in json.loads(one.stdout)["checks"]} == {"lab", "host2"}
+    unknown, _ = doctor(lab, "host9")
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
+    assert "no host 'host9'" in unknown.stderr
+
+
+def test_doctor_names_udp_8472_dropped_between_two_hosts_and_passes_once_it_is_mended(lab):
+    """The fault issue 15 names, made for real: host3 drops VXLAN from host1."""
+    rule = ["INPUT", "-p", "udp", "--dport", "8472", "-s", lab.state().hosts["host1"].underlay_ip,
+            "-j", "DROP"]  # fmt: skip
+    on_host(lab, "host3", "iptables", "-w", "-I", *rule)
+    try:
+        result, _ = doctor(lab, "-o", "json")
+        text, _ = doctor(lab)
+    finally:
+        on_host(lab, "host3", "iptables", "-w", "-D", *rule)
+    assert result.returncode == 1
+    failed = {(c["check"], c["host"]) for c in json.loads(result.stdout)["checks"]
+              if c["status"] == "FAIL"}  # fmt: skip
+    assert failed == {("overlay-reach", "host1"), ("overlay-reach", "host3")}
+    assert "UDP 8472 does not get through" in text.stdout
+    print(f"\n$ discoveryctl doctor   (host3 drops UDP 8472 from host1)\n{text.stdout}")
+    mended, _ = doctor(lab)
+    assert mended.returncode == 0, mended.stdout
+
+
 def test_bad_input_is_one_line_with_its_exit_code(lab):
     result, _ = explain(lab, "nosuchservice", "--from", "host1")
     assert result.returncode == 1 and result.stdout == ""
@@ -235,9 +289,18 @@ def test_bad_input_is_one_line_with_its_exit_code(lab):
         for pid in members:
             os.kill(pid, signal.SIGSTOP)
         result, took = explain(lab, "web", "--from", "host1")
+        checked, checked_in = doctor(lab, "-o", "json")
     finally:
         for pid in members:
             os.kill(pid, signal.SIGCONT)
+    # doctor: quorum lost, nothing else readable, and each host's etcd member is stopped.
+    assert checked.returncode == 3, checked.stdout + checked.stderr
+    failed = {(c["check"], c["host"]) for c in json.loads(checked.stdout)["checks"]
+              if c["status"] == "FAIL"}  # fmt: skip
+    assert failed == {("etcd-quorum", "lab"), ("etcd", "lab")} | {
+        ("processes", h) for h in ("host1", "host2", "host3")
+    }
+    print(f"doctor with etcd frozen: exit 3 after {checked_in:.1f} s")
     assert result.returncode == 3 and result.stderr.count("\n") == 1, result.stderr
     assert "etcd unreachable" in result.stderr and took < 10
     print(f"etcd unreachable: exit 3 after {took:.1f} s: {result.stderr.strip()}")
