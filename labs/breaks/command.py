@@ -12,7 +12,7 @@ import datetime
 from collections.abc import Callable
 
 from labs.breaks import faults
-from labs.breaks.scenarios import BreakError, listing, render_tries, scenario
+from labs.breaks.scenarios import BreakError, Scenario, listing, render_tries, scenario
 from labs.plan import LabPlan
 from labs.state import BreakRecord, LabState, save_state
 
@@ -28,9 +28,15 @@ def run_break(
             say(f"\nNow broken: {state.broken.scenario} (discoveryctl lab check break)")
         return 0
     item = scenario(name)
+    context = faults.context(state)
     if state.broken is not None:
         current = state.broken
         still = faults.judge_now(state, current)
+        if still is not None and current.scenario == item.name:
+            # Pasted again: the same scenario is in place already.
+            say(f"Lab {state.name!r} is broken already: {item.name}.")
+            _tell(item, context, say)
+            return 0
         if still is not None:
             raise BreakError(
                 f"scenario {current.scenario} is still in place ({still}): fix it "
@@ -45,16 +51,20 @@ def run_break(
     state.broken = BreakRecord(item.name, stamp, details)
     save_state(state)
     say(f"Lab {state.name!r} is broken: {item.name}.")
+    _tell(item, context, say)
+    return 0
+
+
+def _tell(item: Scenario, context: dict[str, str], say: Callable[[str], None]) -> None:
     say("")
     say(f"Symptom: {item.symptom}")
     say("")
     say("Try, with the lab's own tools:")
-    for line in render_tries(item, faults.context(state)):
+    for line in render_tries(item, context):
         say(f"  {line}")
     say("")
     say("When you think it is fixed: discoveryctl lab check break")
     say("To give up and undo it:     discoveryctl lab break --reset")
-    return 0
 
 
 def run_reset(state: LabState, plan: LabPlan, say: Callable[[str], None] = print) -> int:
