@@ -8,6 +8,7 @@
     lab shell HOST                           a shell there, DOCKER_HOST set
     lab images                               the lab's image names
     lab exercises | check NN                 the exercises, and checking one you did
+    lab break [SCENARIO] | --reset           a fault to diagnose (lab check break: fixed?)
     lab audit [HOST ...] [-o json]           a container security audit of every host's daemon
     lab map [--listen 127.0.0.1:8500]        the lab's catalog in Consul's HTTP API shapes
 
@@ -37,6 +38,7 @@ from discovery.cli import EXIT_NOT_FOUND, EXIT_USAGE, Parser
 from discovery.errors import DiscoveryError, SettingsError
 from discovery.settings import Settings
 from labs import topology
+from labs.breaks import command as breaks
 from labs.demo import run_demo
 from labs.exercise import Exercise, all_exercises, find_exercise, run_check
 from labs.plan import (
@@ -129,7 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     lab_map = verb("map", "serve the lab's catalog in Consul's HTTP API shapes (discoveryctl map)")
     add_map_arguments(lab_map)
     verb("exercises", "list the exercises in labs/exercises")
-    verb("check", "check an exercise you did (e.g. lab check 03)").add_argument("number")
+    verb("check", "check an exercise you did (e.g. lab check 03), or 'break'").add_argument(
+        "number"
+    )
+    fault = verb("break", "break the lab in one of a few ways, for you to diagnose and fix")
+    fault.add_argument("scenario", nargs="?", help="which (without one: list them)")
+    fault.add_argument("--reset", action="store_true", help="undo the scenario in place")
     return lab
 
 
@@ -328,6 +335,15 @@ def run_lab_command(args: argparse.Namespace) -> int:
     state = _require_state(name)
     if verb in ("create", "rm"):
         return _create_or_remove(state, verb, args.host, getattr(args, "userns_remap", False))
+    if verb == "break":
+        if args.reset and args.scenario:
+            raise LabCommandError("lab break --reset takes no scenario: it undoes the one in place")
+        plan = plan_from_state(state, name)
+        if args.reset:
+            return breaks.run_reset(state, plan, say=lambda text: print(text, flush=True))
+        return breaks.run_break(state, plan, args.scenario)
+    if verb == "check" and args.number == "break":
+        return breaks.run_check(state)
     if verb == "check":
         exercise = find_exercise(args.number)
         env = {**lab_environment(state), "LAB_KIND": "local"}
@@ -450,6 +466,12 @@ def run_on_vagrant_lab(lab: VagrantLab, args: argparse.Namespace) -> int:
         raise LabCommandError(
             f"this machine is {lab.this_host} of the Vagrant lab ({lab.source}), whose hosts "
             f"are VMs: 'lab {verb}' is for the local lab; here use: {instead}"
+        )
+    if verb == "break" or (verb == "check" and args.number == "break"):
+        raise LabCommandError(
+            f"this machine is {lab.this_host} of the Vagrant lab ({lab.source}): the lab break "
+            "scenarios need the local lab (namespaces and the lab's own processes), "
+            "made with discoveryctl lab up on a Linux machine"
         )
     root = str(state_root())
     if verb == "check":

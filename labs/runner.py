@@ -232,13 +232,19 @@ class Lab:
 
     def restart_dead(self, state: LabState) -> list[ProcessRecord]:
         """Start again every recorded process that no longer runs (`lab up` on a lab),
-        but those of hosts stopped on purpose (`lab stop`): start_host does those."""
+        and resume one that was stopped (SIGSTOP), but those of hosts stopped on
+        purpose (`lab stop`): start_host does those."""
         restarted = []
         for record in state.processes:
             host_state = state.hosts.get(record.host)
             if host_state is not None and not host_state.up:
                 continue
-            if record.command and not pid_runs(record):
+            paused = child_pid(record) if process_condition(record) == "stopped" else None
+            if paused is not None:
+                self.say(f"-- {record.role} on {record.host} was stopped (SIGSTOP): resuming it")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(paused, signal.SIGCONT)
+            elif record.command and not pid_runs(record):
                 self.say(f"-- {record.role} on {record.host} was not running: starting it")
                 self._start(record)
                 restarted.append(record)

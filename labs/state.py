@@ -57,6 +57,21 @@ class HostState:
 
 
 @dataclass
+class BreakRecord:
+    """The fault `lab break` injected (one at a time), and what undoing it needs.
+
+    ``details`` holds what the injection changed, as strings (the host, the
+    MTU it replaced, the FDB entry it deleted, the PID it paused ...), so that
+    `lab break --reset` can undo it from any shell.
+    """
+
+    scenario: str
+    injected_at: str  # ISO 8601, UTC
+    details: dict[str, str] = field(default_factory=dict)
+    fixed: bool = False  # `lab check break` saw it fixed
+
+
+@dataclass
 class LabState:
     name: str
     host_count: int
@@ -71,6 +86,8 @@ class LabState:
     front_door: list[str] = field(default_factory=list)  # links and files lab up made outside
     removed: list[str] = field(default_factory=list)  # hosts taken away with lab rm
     map_url: str = ""  # the live map and Consul-shaped catalog (discoveryctl map), on loopback
+    broken: BreakRecord | None = None  # the `lab break` scenario in place, if any
+    breaks_fixed: list[str] = field(default_factory=list)  # scenarios the learner fixed
 
     def processes_of(self, host: str, role: str | None = None) -> list[ProcessRecord]:
         return [p for p in self.processes if p.host == host and role in (None, p.role)]
@@ -99,4 +116,6 @@ def load_state(name: str) -> LabState | None:
     data = json.loads(path.read_text())
     data["hosts"] = {key: HostState(**value) for key, value in data.get("hosts", {}).items()}
     data["processes"] = [ProcessRecord(**value) for value in data.get("processes", [])]
+    # A state file written before `lab break` existed has neither key.
+    data["broken"] = BreakRecord(**data["broken"]) if data.get("broken") else None
     return LabState(**data)
