@@ -354,13 +354,20 @@ def _overlay_hops(facts: Facts, kernel: KernelFacts, path: dict[str, Any]) -> No
         problems.append(f"no FDB entry for {mac} on {device}")
     vx = vxlan_info(kernel.link)
     under_mtu = kernel.underlay_link[0].get("mtu") if kernel.underlay_link else None
-    if under_mtu and vx["mtu"] == under_mtu - VXLAN_OVERHEAD_BYTES:
+    if not under_mtu:
+        mtu_why = f"mtu {vx['mtu']} (the underlay device's MTU could not be read)"
+    elif vx["mtu"] == under_mtu - VXLAN_OVERHEAD_BYTES:
         mtu_why = (
             f"mtu {vx['mtu']} = {vx['underlay_device']}'s {under_mtu} - "
             f"{VXLAN_OVERHEAD_BYTES} bytes of outer headers"
         )
     else:
-        mtu_why = f"mtu {vx['mtu']}, the underlay's {under_mtu}"
+        wanted = under_mtu - VXLAN_OVERHEAD_BYTES
+        mtu_why = (
+            f"mtu {vx['mtu']}, but {vx['underlay_device']}'s is {under_mtu}: with "
+            f"{VXLAN_OVERHEAD_BYTES} bytes of outer headers it should be {wanted}"
+        )
+        problems.append(f"{vx['device']} mtu {vx['mtu']} does not fit the underlay's {under_mtu}")
     hops.append(
         _hop(
             "vxlan",

@@ -180,6 +180,19 @@ def test_kernel_entries_that_disagree_with_the_lease_are_named(web_a):
     assert "no neighbour entry for 10.5.95.0 on flannel.1" in paths["10.5.95.2"]["problems"]
 
 
+def test_a_vxlan_mtu_that_does_not_fit_the_underlay_is_named_and_an_unread_one_said(web_a):
+    broken = copy.deepcopy(web_a)
+    kernel = next(k for k in broken.kernel if k.address == "10.5.35.2")
+    kernel.underlay_link[0]["mtu"] = 1400
+    unread = next(k for k in broken.kernel if k.address == "10.5.95.2")
+    unread.underlay_link = []
+    paths = {p["address"]: p for p in explanation.explain(broken)["paths"]}
+    assert paths["10.5.35.2"]["problems"] == ["flannel.1 mtu 1450 does not fit the underlay's 1400"]
+    assert "it should be 1350" in hops_of(paths["10.5.35.2"])["vxlan"]["why"]
+    why = hops_of(paths["10.5.95.2"])["vxlan"]["why"]
+    assert "could not be read" in why and "None" not in why
+
+
 def test_an_unknown_name_has_no_reply_and_no_paths():
     result = explanation.explain(recorded("unknown_name.json"))
     assert not result["dns"]["answered"]
