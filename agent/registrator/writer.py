@@ -229,6 +229,7 @@ class RecordWriter:
             # before this put and not yet applied now fails its guard.
             key = node_key(self.settings.prefix, self.settings.domain, self.node)
             self._guard = await self.store.put(key, encode_node(self._node_record), lease_id)
+            self.metrics.wrote(puts=1, deletes=0)
         prefix = services_prefix(self.settings.prefix, self.settings.domain)
         items, _ = await self.store.get_prefix(prefix)
         held = held_for_node(
