@@ -282,6 +282,10 @@ def screen_subnet_leases(
     return valid, problems
 
 
+# Where flannel (and this project's network half) writes subnet.env on a host.
+DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env"
+
+
 def parse_subnet_env(text: str) -> dict[str, str]:
     """The KEY=value lines of a flannel subnet.env (FLANNEL_SUBNET, FLANNEL_MTU ...)."""
     values = {}

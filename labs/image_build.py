@@ -36,7 +36,18 @@ from discovery.errors import DiscoveryError
 IMAGES_DIR = Path(str(resources.files("labs") / "images"))
 # Build order matters: web is FROM base.
 LAB_IMAGES = ("base", "web")
-DEFAULT_BUSYBOX = Path("/bin/busybox")
+# The lab's own build (labs/images/build-busybox: Debian's source and static
+# configuration, musl, `wget -T` that works), else Debian's busybox-static, whose
+# `wget -T N` crashes with SIGSEGV (see build-busybox for why).
+LAB_BUSYBOX = Path("/var/cache/discovery-lab/busybox-musl/busybox")
+DEBIAN_BUSYBOX = Path("/bin/busybox")
+
+
+def default_busybox() -> Path:
+    """The busybox the images get: the lab's musl build when it was made, else Debian's."""
+    return LAB_BUSYBOX if LAB_BUSYBOX.is_file() else DEBIAN_BUSYBOX
+
+
 # Created empty in the image (git cannot hold empty folders); mode is kept by COPY.
 _EMPTY_DIRS = {"tmp": 0o1777, "www": 0o755, "root": 0o700}
 
@@ -142,7 +153,7 @@ def _run(
 def build_lab_images(
     docker_url: str,
     *,
-    busybox: Path = DEFAULT_BUSYBOX,
+    busybox: Path | None = None,
     docker_cli: str = "docker",
     images_dir: Path = IMAGES_DIR,
 ) -> list[str]:
@@ -150,8 +161,9 @@ def build_lab_images(
 
     The build context is a temporary copy of ``images_dir``, so nothing is
     written into the source tree. Rebuilding is cheap: the daemon's layer
-    cache makes an unchanged build a no-op.
+    cache makes an unchanged build a no-op. ``busybox`` None: ``default_busybox()``.
     """
+    busybox = busybox or default_busybox()
     if not (images_dir / "base" / "Dockerfile").is_file():
         raise ImageError(f"build: no lab images at {images_dir} (a source checkout is needed)")
     names = lab_image_names()
@@ -192,7 +204,9 @@ def copy_images(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the lab images into a Docker daemon.")
     parser.add_argument("--host", required=True, help="daemon URL, e.g. unix:///run/docker.sock")
-    parser.add_argument("--busybox", type=Path, default=DEFAULT_BUSYBOX)
+    parser.add_argument(
+        "--busybox", type=Path, default=None, help=f"default {LAB_BUSYBOX}, else {DEBIAN_BUSYBOX}"
+    )
     args = parser.parse_args(argv)
     try:
         tags = build_lab_images(args.host, busybox=args.busybox)

@@ -437,6 +437,7 @@ class Lab:
             state, "agent-services", host,
             [agent, "services", "--docker-host", daemon.url, "--host-name", host.name,
              "--node-ip", str(host.underlay_ip), "--check-dns", f"{host_state.dns_ip}:{DNS_PORT}",
+             "--subnet-file", str(subnet_file),
              "--services-state-dir", str(host_dir / "services"), *self._settings_args(host)],
             marker="services",
         )  # fmt: skip

@@ -286,7 +286,8 @@ Type=simple
 EnvironmentFile={HOST_ENV_FILE}
 ExecStart={host.tool("discovery-agent")} services \\
   --docker-host unix:///var/run/docker.sock --host-name {host.name} \\
-  --node-ip {host.ip} --check-dns ${{LAB_DNS_LISTEN}} {SETTINGS_ARGS}
+  --node-ip {host.ip} --check-dns ${{LAB_DNS_LISTEN}} --subnet-file {SUBNET_FILE} \\
+  {SETTINGS_ARGS}
 Restart=always
 RestartSec=3
 

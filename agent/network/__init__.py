@@ -22,12 +22,12 @@ from prometheus_client import CollectorRegistry
 
 from agent.signals import stop_event
 from discovery.errors import SettingsError
+from discovery.flannel import DEFAULT_SUBNET_FILE
 from discovery.settings import Settings
 
 if TYPE_CHECKING:
     from agent.network.agent import NetworkOptions
 
-DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env"
 DEFAULT_DOCKER_OPTS_FILE = "/run/flannel/docker"
 DEFAULT_STATE_DIR = "/var/lib/discovery-agent/network"
 

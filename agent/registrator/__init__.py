@@ -35,9 +35,11 @@ from agent.registrator.lease_file import DEFAULT_STATE_DIR, lease_file_path
 from agent.registrator.metrics import ServicesMetrics
 from agent.registrator.node_checks import keep_checking
 from agent.registrator.runner import Options, Registrator
+from agent.registrator.subnet_file import SubnetFile
 from agent.registrator.writer import RecordWriter
 from agent.signals import stop_event
 from discovery.errors import DiscoveryError, SchemaError, SettingsError
+from discovery.flannel import DEFAULT_SUBNET_FILE
 from discovery.lease_keeper import LeaseKeeper
 from discovery.metrics import parse_address
 from discovery.schema import normalise_dns_label
@@ -88,6 +90,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="this host's DNS server: ask it a question every few seconds and report "
         "in the node record whether it answers, as Docker's state is (default: not checked)",
+    )
+    group.add_argument(
+        "--subnet-file",
+        metavar="PATH",
+        default=DEFAULT_SUBNET_FILE,
+        help="this host's subnet.env, as the network half (or flannel) writes it: container "
+        "addresses outside its FLANNEL_SUBNET cannot be reached from other hosts and are not "
+        "registered; read at start and again when it changes; a missing file registers "
+        f"every address; '' turns the rule off (default {DEFAULT_SUBNET_FILE})",
     )
     group.add_argument(
         "--advertise-ip",
@@ -159,11 +170,21 @@ async def run(
     )
     metrics.lease_held.set_function(lambda: keeper.lease_id is not None)
     docker = DockerSource(args.docker_host)
+    subnet_path = getattr(args, "subnet_file", DEFAULT_SUBNET_FILE)
+    # Host-address mode registers the host's address only: no lease to judge by.
+    subnet_file = SubnetFile(Path(subnet_path)) if subnet_path and not advertise_ip else None
+    if subnet_file is not None:
+        subnet_file.refresh()  # before the first listing, so it already follows the rule
     registrator = Registrator(
         docker,
         writer,
         settings,
-        Options(node=node, advertise_ip=advertise_ip, host_address=host_address),
+        Options(
+            node=node,
+            advertise_ip=advertise_ip,
+            host_address=host_address,
+            subnet_file=subnet_file,
+        ),
         metrics=metrics,
     )
     log.info(
@@ -175,25 +196,24 @@ async def run(
                 "mode": f"host-address {advertise_ip}" if advertise_ip else "container-address",
                 "etcd": ",".join(settings.etcd_endpoints),
                 "lease_ttl_s": settings.lease_ttl_s,
+                "subnet_file": str(subnet_file.path) if subnet_file else "-",
             }
         },
     )
 
     stop = stop_event()
     # These loops only end by failing; run_until_one_ends says which and why.
-    serving = asyncio.create_task(
-        run_until_one_ends(
-            {
-                "lease-keeper": keeper.run(),
-                "etcd-writer": writer.run(),
-                "docker-follower": registrator.follow_docker(),
-                "node-checks": keep_checking(
-                    writer, lambda: registrator.docker_connected, dns_check, settings.domain
-                ),
-            }
+    loops = {
+        "lease-keeper": keeper.run(),
+        "etcd-writer": writer.run(),
+        "docker-follower": registrator.follow_docker(),
+        "node-checks": keep_checking(
+            writer, lambda: registrator.docker_connected, dns_check, settings.domain
         ),
-        name="services",
-    )
+    }
+    if subnet_file is not None:
+        loops["subnet-file"] = registrator.follow_subnet_file()
+    serving = asyncio.create_task(run_until_one_ends(loops), name="services")
     stopping = asyncio.create_task(stop.wait(), name="stop-signal")
     try:
         await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)

@@ -14,6 +14,18 @@ What an endpoint is, in two modes:
   Ports that are exposed but not published cannot be reached through the host
   and are left out.
 
+Which addresses other hosts can reach (container-address mode): the overlay
+routes each host's flannel lease and nothing else, so an address inside this
+host's lease (``FLANNEL_SUBNET`` of subnet.env: the default bridge, or a
+network made from a range of the lease) is reachable from every host, and any
+other address (a user-defined bridge from Docker's default pools, such as
+Compose's project network, or an IPv6 address) is reachable from this host
+only. Such an address is not registered: it is returned in ``unreachable``,
+with its network, for the runner to log once with the way out. When the lease
+is not known (``lease`` None: no subnet.env), every address is registered, as
+on a host without an overlay. Host-address mode and ``--network host``
+containers register the host's address, which is always reachable.
+
 A container with no usable port still gets one endpoint per address with port
 0, so its name resolves (an A record without SRV). A container on the host's
 own network (``--network host``) has no address of its own: it is registered
@@ -24,7 +36,8 @@ record, and its registration time, survive the pause.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ipaddress
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +68,14 @@ _DOCKER_HEALTH = ("starting", "healthy", "unhealthy")
 
 
 @dataclass(frozen=True)
+class Unreachable:
+    """A container address that other hosts cannot route, on the network that gave it."""
+
+    network: str
+    address: str
+
+
+@dataclass(frozen=True)
 class Desired:
     """What one container should have in etcd, and why, when that is nothing."""
 
@@ -64,6 +85,8 @@ class Desired:
     refused: str = ""  # it runs, but its naming is invalid: log a warning
     ignored: str = ""  # it asked not to be registered
     notes: tuple[str, ...] = ()  # problems that did not stop registration
+    # addresses left out because no other host can reach them (outside the lease)
+    unreachable: tuple[Unreachable, ...] = ()
 
     def records(self, prefix: str, domain: str) -> dict[str, Endpoint]:
         """The endpoints by etcd key."""
@@ -114,20 +137,62 @@ def _container_ports(inspect: Mapping[str, Any], notes: list[str]) -> list[tuple
     return sorted(found)
 
 
-def container_addresses(inspect: Mapping[str, Any]) -> list[str]:
-    """The container's IPv4 and global IPv6 address on each network, by network name."""
+def container_networks(inspect: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(network name, address) of the container's IPv4 and global IPv6 addresses,
+    by network name; an address on two networks counts once, on the first."""
     settings = inspect.get("NetworkSettings") or {}
     networks = settings.get("Networks") or {}
-    found: list[str] = []
+    found: dict[str, str] = {}
     for name in sorted(networks):
         network = networks[name] or {}
         for field_name in ("IPAddress", "GlobalIPv6Address"):
             address = network.get(field_name) or ""
             if address and address not in found:
-                found.append(address)
+                found[address] = name
     if not found and settings.get("IPAddress"):  # API versions without Networks
-        found.append(settings["IPAddress"])
-    return found
+        found[settings["IPAddress"]] = "bridge"
+    return [(name, address) for address, name in found.items()]
+
+
+def container_addresses(inspect: Mapping[str, Any]) -> list[str]:
+    """The container's IPv4 and global IPv6 address on each network, by network name."""
+    return [address for _, address in container_networks(inspect)]
+
+
+def overlay_reachable(address: str, lease: ipaddress.IPv4Network) -> bool:
+    """Whether other hosts route ``address`` to this host: it lies in this host's lease."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return ip.version == 4 and ip in lease
+
+
+def split_reachable(
+    pairs: Sequence[tuple[str, str]], lease: ipaddress.IPv4Network | None
+) -> tuple[list[str], list[Unreachable]]:
+    """(network, address) pairs -> (addresses other hosts reach, those they cannot).
+    With no lease known, every address counts as reachable."""
+    if lease is None:
+        return [address for _, address in pairs], []
+    reachable: list[str] = []
+    unreachable: list[Unreachable] = []
+    for network, address in pairs:
+        if overlay_reachable(address, lease):
+            reachable.append(address)
+        else:
+            unreachable.append(Unreachable(network, address))
+    return reachable, unreachable
+
+
+def unreachable_advice(lease: ipaddress.IPv4Network) -> str:
+    """What to do about an address outside the lease, in one line."""
+    return (
+        f"attach the container to a network inside this host's lease {lease} (the default "
+        f"bridge is one; or docker network create --subnet <a range of {lease} that no "
+        "other network uses>), or publish its ports and run the agent in host-address "
+        "mode (--advertise-ip)"
+    )
 
 
 def _host_network(inspect: Mapping[str, Any]) -> bool:
@@ -157,22 +222,26 @@ def _targets(
     ports: list[tuple[int, str]],
     advertise_ip: str | None,
     host_address: str | None,
-) -> tuple[list[_Target], list[str]]:
-    """(address, port) pairs to register, and the addresses used for A-record fallback."""
+    lease: ipaddress.IPv4Network | None,
+) -> tuple[list[_Target], list[str], list[Unreachable]]:
+    """(address, port) pairs to register, the addresses used for A-record fallback,
+    and the container's addresses left out as unreachable from other hosts."""
     if advertise_ip is not None:
         if _host_network(inspect):
             # Its ports are the host's ports: every exposed port is reachable.
-            return [_Target(advertise_ip, port, proto, port) for port, proto in ports], [
-                advertise_ip
-            ]
-        return _published_targets(inspect, ports, advertise_ip), [advertise_ip]
-    addresses = container_addresses(inspect)
-    if not addresses and _host_network(inspect) and host_address:
+            return (
+                [_Target(advertise_ip, port, proto, port) for port, proto in ports],
+                [advertise_ip],
+                [],
+            )
+        return _published_targets(inspect, ports, advertise_ip), [advertise_ip], []
+    addresses, unreachable = split_reachable(container_networks(inspect), lease)
+    if not addresses and not unreachable and _host_network(inspect) and host_address:
         addresses = [host_address]
     targets = [
         _Target(address, port, proto, port) for address in addresses for port, proto in ports
     ]
-    return targets, addresses
+    return targets, addresses, unreachable
 
 
 def desired_registrations(
@@ -183,12 +252,15 @@ def desired_registrations(
     advertise_ip: str | None = None,
     host_address: str | None = None,
     record_ttl_s: int = 5,
+    lease: ipaddress.IPv4Network | None = None,
 ) -> Desired:
     """The endpoints one container should have; see the module docstring.
 
     ``registered_at`` is passed in (not read from the clock) to keep this pure.
     ``host_address`` is the host's own address, used for ``--network host``
-    containers in container-address mode.
+    containers in container-address mode. ``lease`` is this host's subnet lease
+    (subnet.env's FLANNEL_SUBNET): container addresses outside it are left out
+    and listed in ``unreachable``; None registers every address.
     """
     container_id = str(inspect.get("Id") or "")
     container_name = str(inspect.get("Name") or "").lstrip("/")
@@ -206,7 +278,13 @@ def desired_registrations(
 
     notes: list[str] = []
     ports = _container_ports(inspect, notes)
-    targets, addresses = _targets(inspect, ports, advertise_ip, host_address)
+    targets, addresses, unreachable_list = _targets(
+        inspect, ports, advertise_ip, host_address, lease
+    )
+    unreachable = tuple(unreachable_list)
+    if not addresses and unreachable:
+        # It has addresses, but none that another host could reach.
+        return Desired(container_id, container_name, notes=tuple(notes), unreachable=unreachable)
     if not addresses:
         return Desired(
             container_id,
@@ -257,15 +335,24 @@ def desired_registrations(
             f"tag {tag!r} dropped: it cannot be made a DNS label" for tag in naming.dropped_tags
         )
     return Desired(
-        container_id, container_name, tuple(endpoints), notes=tuple(dict.fromkeys(notes))
+        container_id,
+        container_name,
+        tuple(endpoints),
+        notes=tuple(dict.fromkeys(notes)),
+        unreachable=unreachable,
     )
 
 
 __all__ = [
     "WELL_KNOWN_PORT_NAMES",
     "Desired",
+    "Unreachable",
     "container_addresses",
     "container_health",
+    "container_networks",
     "desired_registrations",
+    "overlay_reachable",
     "port_name",
+    "split_reachable",
+    "unreachable_advice",
 ]

@@ -13,18 +13,25 @@
 * A worker inspects the container, turns the inspect data into records
   (desired.py, pure) and hands them to the writer (writer.py), logging one
   line per record registered, updated or deregistered.
+* ``follow_subnet_file`` reads this host's lease from subnet.env
+  (subnet_file.py) and looks at every container again when it changes, so
+  the rule "register only what other hosts can reach" follows the lease. A
+  container's addresses left out by that rule are logged once, with the
+  reason and the way out, until they change.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from dataclasses import dataclass
 
-from agent.registrator.desired import Desired, desired_registrations
+from agent.registrator.desired import Desired, desired_registrations, unreachable_advice
 from agent.registrator.docker_source import DockerSource, DockerUnavailable, EventStream
 from agent.registrator.events import classify_event
 from agent.registrator.metrics import ServicesMetrics
+from agent.registrator.subnet_file import SubnetFile
 from agent.registrator.sync_plan import RecordChange
 from agent.registrator.writer import RecordWriter
 from discovery.retry import Backoff
@@ -37,6 +44,8 @@ RECONNECT_MIN_S = 0.1
 RECONNECT_MAX_S = 2.0
 # After a failed inspect while the event stream still runs, look again this much later.
 INSPECT_RETRY_S = 1.0
+# How often subnet.env is looked at (one stat) for a new lease.
+SUBNET_FILE_POLL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,7 @@ class Options:
     node: str
     advertise_ip: str | None = None  # host-address mode when set
     host_address: str | None = None  # for --network host containers
+    subnet_file: SubnetFile | None = None  # this host's lease; None: register every address
 
 
 class Registrator:
@@ -62,6 +72,8 @@ class Registrator:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pending: dict[str, bool] = {}  # container id -> "gone" hint of the latest poke
         self._refused: dict[str, str] = {}  # container id -> reason it was last refused
+        # container id -> what was last logged about its unreachable addresses
+        self._unreachable: dict[str, str] = {}
         self._connected = False
         self.metrics = metrics or ServicesMetrics()
         self.metrics.docker_reachable.set_function(lambda: self._connected)
@@ -116,8 +128,10 @@ class Registrator:
                     advertise_ip=self.options.advertise_ip,
                     host_address=self.options.host_address,
                     record_ttl_s=self.settings.record_ttl_s,
+                    lease=self._lease(),
                 )
         self._note_refusal(desired)
+        self._note_unreachable(desired)
         records = desired.records(self.settings.prefix, self.settings.domain)
         for change in self.writer.set_container(container_id, records):
             _log_change(change)
@@ -146,12 +160,63 @@ class Registrator:
             },
         )
 
+    def _note_unreachable(self, desired: Desired) -> None:
+        """Log, once per container and change, the addresses left out as unreachable."""
+        subnet_file = self.options.subnet_file
+        if not desired.unreachable or subnet_file is None or subnet_file.lease is None:
+            self._unreachable.pop(desired.container_id, None)
+            return
+        lease = subnet_file.lease
+        addresses = " ".join(f"{u.network}={u.address}" for u in desired.unreachable)
+        said = f"{lease} {addresses}"
+        if self._unreachable.get(desired.container_id) == said:
+            return
+        self._unreachable[desired.container_id] = said
+        log.warning(
+            "address not registered: other hosts cannot reach it (outside this host's lease)",
+            extra={
+                "fields": {
+                    "container": desired.container_name or desired.container_id[:12],
+                    "container_id": desired.container_id[:12],
+                    "networks": addresses,
+                    "lease": str(lease),
+                    "fix": unreachable_advice(lease),
+                }
+            },
+        )
+
+    def _lease(self) -> ipaddress.IPv4Network | None:
+        subnet_file = self.options.subnet_file
+        if subnet_file is None:
+            return None
+        if subnet_file.refresh():
+            self._poke_known()
+        return subnet_file.lease
+
+    def _poke_known(self) -> None:
+        """Look again at every container we hold records for or left out."""
+        for container_id in dict.fromkeys(
+            [*self.writer.container_ids(), *self._unreachable, *self._refused]
+        ):
+            self.poke(container_id)
+
+    async def follow_subnet_file(self) -> None:
+        """Look at subnet.env every SUBNET_FILE_POLL_S; a new lease re-judges every
+        container. Until cancelled; returns at once when there is no subnet file."""
+        if self.options.subnet_file is None:
+            return
+        while True:
+            self._lease()
+            await asyncio.sleep(SUBNET_FILE_POLL_S)
+
     # ------------------------------------------------------------ Docker stream
 
     async def reconcile_listing(self) -> None:
         """Look at every running container and every container we hold records for."""
         running = await self.docker.running_container_ids()
-        known = dict.fromkeys([*running, *self.writer.container_ids(), *self._refused])
+        known = dict.fromkeys(
+            [*running, *self.writer.container_ids(), *self._refused, *self._unreachable]
+        )
         for container_id in known:
             self.poke(container_id)
         workers = [self._tasks[c] for c in known if c in self._tasks]

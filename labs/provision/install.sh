@@ -12,7 +12,9 @@ repo=${LAB_REPO:-/opt/discovery-lab}
 venv=${LAB_VENV:-/opt/discovery-venv}
 
 # The local lab's packages (scripts/bootstrap), plus python3-venv for the venv.
-packages=(docker.io busybox-static iproute2 iptables bind9-dnsutils procps tcpdump iputils-ping python3-venv)
+# musl-tools ... bzip2: labs/images/build-busybox (the lab images' busybox, below).
+packages=(docker.io busybox-static iproute2 iptables bind9-dnsutils procps tcpdump iputils-ping python3-venv
+          musl-tools linux-libc-dev gcc make dpkg-dev xz-utils bzip2)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -23,6 +25,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The lab images' busybox: Debian's source built against musl (Debian's own
+# busybox-static segfaults in `wget -T N`); a no-op once built.
+"$repo/labs/images/build-busybox"
 
 if [ ! -x "$venv/bin/python" ]; then
     echo "provision: creating $venv"

@@ -8,14 +8,19 @@ few neighbours, so the test data looks like what the agent really receives.
 from __future__ import annotations
 
 import copy
+import ipaddress
 from typing import Any
 
 import pytest
 
 from agent.registrator.desired import (
+    Unreachable,
     container_addresses,
     container_health,
     desired_registrations,
+    overlay_reachable,
+    split_reachable,
+    unreachable_advice,
 )
 
 CID = "385f0d3550ce510b7937211190eb6e44c9d6c7f0e5bf318c3404e804a864d9e3"
@@ -297,3 +302,99 @@ def test_container_addresses_falls_back_to_the_old_field() -> None:
     inspect = copy.deepcopy(inspect_data())
     del inspect["NetworkSettings"]["Networks"]
     assert container_addresses(inspect) == ["172.17.0.2"]
+
+
+# ---------------------------------------------------------------- reachable from other hosts
+
+LEASE = ipaddress.IPv4Network("10.5.75.0/24")
+
+
+@pytest.mark.parametrize(
+    ("address", "reachable"),
+    [
+        ("10.5.75.2", True),  # the default bridge, whose --bip is the lease
+        ("10.5.75.254", True),
+        ("10.5.76.2", False),  # another host's lease: routed to that host, not here
+        ("172.18.0.2", False),  # Docker's default pools: Compose's project network
+        ("172.30.3.2", False),  # a user-defined bridge with a --subnet of its own
+        ("fd00::2", False),  # the overlay carries IPv4 only
+        ("not-an-address", False),
+    ],
+)
+def test_overlay_reachable_is_inside_the_lease(address: str, reachable: bool) -> None:
+    assert overlay_reachable(address, LEASE) is reachable
+
+
+def test_split_reachable_names_the_network_of_each_unreachable_address() -> None:
+    pairs = [("bridge", "10.5.75.3"), ("ex03-net", "172.30.3.2")]
+    assert split_reachable(pairs, LEASE) == (["10.5.75.3"], [Unreachable("ex03-net", "172.30.3.2")])
+    assert split_reachable(pairs, None) == (["10.5.75.3", "172.30.3.2"], [])
+
+
+def test_a_container_on_the_default_bridge_inside_the_lease_is_registered() -> None:
+    inspect = inspect_data(networks={"bridge": "10.5.75.2"})
+    desired = desired_registrations(inspect, "host1", registered_at=NOW, lease=LEASE)
+    assert [(e.address, e.port) for e in desired.endpoints] == [("10.5.75.2", 80)]
+    assert desired.unreachable == ()
+
+
+def test_a_container_only_outside_the_lease_is_not_registered_and_says_where() -> None:
+    inspect = inspect_data(networks={"app_default": "172.18.0.2"})
+    desired = desired_registrations(inspect, "host1", registered_at=NOW, lease=LEASE)
+    assert desired.endpoints == ()
+    assert desired.unreachable == (Unreachable("app_default", "172.18.0.2"),)
+    assert not desired.refused  # not a naming problem: nothing to fix in its labels
+    assert not desired.ignored
+
+
+def test_a_container_on_two_networks_keeps_only_the_reachable_address() -> None:
+    inspect = inspect_data(networks={"bridge": "10.5.75.3", "ex03-net": "172.30.3.2"})
+    desired = desired_registrations(inspect, "host1", registered_at=NOW, lease=LEASE)
+    assert [e.address for e in desired.endpoints] == ["10.5.75.3"]
+    assert desired.unreachable == (Unreachable("ex03-net", "172.30.3.2"),)
+
+
+def test_a_portless_container_outside_the_lease_gets_no_a_record_either() -> None:
+    inspect = inspect_data(networks={"app_default": "172.18.0.2"}, exposed=[])
+    desired = desired_registrations(inspect, "host1", registered_at=NOW, lease=LEASE)
+    assert desired.endpoints == ()
+    assert desired.unreachable == (Unreachable("app_default", "172.18.0.2"),)
+
+
+def test_ipv6_address_is_left_out_when_the_lease_is_known() -> None:
+    inspect = inspect_data(networks={"bridge": "10.5.75.2"})
+    inspect["NetworkSettings"]["Networks"]["bridge"]["GlobalIPv6Address"] = "fd00::2"
+    desired = desired_registrations(inspect, "host1", registered_at=NOW, lease=LEASE)
+    assert [e.address for e in desired.endpoints] == ["10.5.75.2"]
+    assert desired.unreachable == (Unreachable("bridge", "fd00::2"),)
+
+
+def test_host_network_container_is_registered_at_the_host_whatever_the_lease() -> None:
+    inspect = inspect_data(networks={"host": ""}, network_mode="host")
+    assert summary(inspect, host_address="192.168.100.11", lease=LEASE) == [
+        ("web", "192.168.100.11", 80, "tcp", "http")
+    ]
+
+
+def test_host_address_mode_is_not_filtered_by_the_lease() -> None:
+    # A Compose container outside the lease, its port published: reachable at the host.
+    inspect = inspect_data(networks={"app_default": "172.18.0.2"}, published=PUBLISHED_80)
+    desired = desired_registrations(
+        inspect, "host1", registered_at=NOW, advertise_ip="192.168.56.11", lease=LEASE
+    )
+    assert [(e.address, e.port) for e in desired.endpoints] == [("192.168.56.11", 8080)]
+    assert desired.unreachable == ()
+
+
+def test_an_ignored_container_is_not_reported_unreachable() -> None:
+    inspect = inspect_data(networks={"app_default": "172.18.0.2"}, env=["SERVICE_IGNORE=1"])
+    desired = desired_registrations(inspect, "host1", registered_at=NOW, lease=LEASE)
+    assert desired.ignored
+    assert desired.unreachable == ()
+
+
+def test_the_advice_names_the_lease_and_both_ways_out() -> None:
+    advice = unreachable_advice(LEASE)
+    assert "10.5.75.0/24" in advice
+    assert "docker network create --subnet" in advice
+    assert "--advertise-ip" in advice
