@@ -95,6 +95,7 @@ def context(state: LabState) -> dict[str, str]:
     values = {
         "lab": f"discoveryctl lab{named}",
         "doctor": f"discoveryctl doctor{named}".rstrip(),
+        "explain": f"discoveryctl explain{named}".rstrip(),
         # The machine's lab has its endpoints in /etc/discovery/config.toml.
         "ctl": "discoveryctl"
         if front_door.is_machine_lab(state.name)

@@ -63,7 +63,7 @@ class Scenario:
     name: str
     symptom: str  # what a learner notices; never the cause
     # Commands to start from, as printed: format fields {lab} (discoveryctl lab [--name X]),
-    # {ctl} (discoveryctl [--etcd-endpoints ...]), {doctor}, {image}, {etcd}, and
+    # {ctl} (discoveryctl [--etcd-endpoints ...]), {doctor}, {explain}, {image}, {etcd}, and
     # {bridge_host1} ... (each host's docker bridge address).
     tries: tuple[str, ...]
     # Which of doctor's checks FAIL, on which host ("lab" for the lab-wide ones) ...
@@ -197,7 +197,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             "{lab} exec host1 -- docker run --rm {image} ping -c 2 -W 2 {bridge_host3}",
             "{lab} status",
             "{doctor} host1",
-            "discoveryctl explain web --from host1   # with web on host2 (lab demo starts one)",
+            "{explain} web --from host1   # with web on host2 (lab demo starts one)",
             "{lab} exec host1 -- ip route",
             "{lab} exec host1 -- ip neigh show dev flannel.1",
             "{lab} exec host1 -- bridge fdb show dev flannel.1",

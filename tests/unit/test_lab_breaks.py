@@ -33,6 +33,7 @@ CONTEXT = {
     "lab": "discoveryctl lab",
     "ctl": "discoveryctl",
     "doctor": "discoveryctl doctor",
+    "explain": "discoveryctl explain",
     "image": "discovery-lab/base:0.1.0",
     "etcd": "http://192.168.100.11:2379",
     **{f"bridge_host{i}": f"10.5.{i}.1" for i in (1, 2, 3)},
