@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 
+import docker.types
 import pytest
 
 from discovery import flannel, schema
@@ -57,6 +58,7 @@ def test_run_starts_both_halves_and_sigterm_stops_both(docker_cleanup, tmp_path)
              "--lease-ttl", "5", "--metrics", f"127.0.0.1:{METRICS_PORT}"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
+        cleanups: list = []  # the container first, then its network
         try:
             # Network half: a lease and subnet.env.
             wait_until(host.subnet_file.exists, 15, "subnet.env written")
@@ -67,10 +69,24 @@ def test_run_starts_both_halves_and_sigterm_stops_both(docker_cleanup, tmp_path)
             node = schema.decode_node(etcdctl(overlay.endpoints, "get", "--print-value-only",
                                               node_key).strip())  # fmt: skip
             assert node.address == str(host.address)
-            docker_cleanup.client.containers.run(
+            # The services half registers only addresses other hosts can reach, inside the
+            # lease the network half just took: this daemon's bridge is not, so the
+            # container joins a network made from a range of the lease.
+            env = flannel.parse_subnet_env(host.subnet_file.read_text())
+            lease = ipaddress.ip_network(env["FLANNEL_SUBNET"], strict=False)
+            inside = list(lease.subnets(new_prefix=28))[-1]
+            network = docker_cleanup.client.networks.create(
+                f"runnet{os.getpid() % 10000}",
+                ipam=docker.types.IPAMConfig(
+                    pool_configs=[docker.types.IPAMPool(subnet=str(inside))]
+                ),
+            )
+            cleanups.append(network.remove)
+            container = docker_cleanup.client.containers.run(
                 docker_cleanup.images["base"], ["sleep", "60"], detach=True,
-                labels={"discovery.service": "runsvc"},
+                labels={"discovery.service": "runsvc"}, network=network.name,
             )  # fmt: skip
+            cleanups.insert(0, lambda: container.remove(force=True))
             service = schema.service_prefix(RECORD_PREFIX, "lab", "runsvc")
             wait_until(lambda: keys(overlay, service), 10, "the container's records")
 
@@ -102,3 +118,5 @@ def test_run_starts_both_halves_and_sigterm_stops_both(docker_cleanup, tmp_path)
                 agent.kill()
                 agent.wait()
             log.close()
+            for cleanup in cleanups:
+                cleanup()
