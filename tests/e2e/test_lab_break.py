@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import pytest
 from labs.breaks.scenarios import SCENARIOS, scenario
 from labs.exercise import find_exercise
 from labs.testing.lab_driver import LabDriver
+from labs.testing.shells import run_bounded
 from labs.testing.waiting import wait_until
 from tests.prerequisites import require_binary, require_root
 
@@ -106,19 +106,8 @@ def shell(lab: LabDriver, command: str, timeout_s: float = 120) -> subprocess.Co
         "DISCOVERY_LAB_STATE": lab.env["DISCOVERY_LAB_STATE"],
         "DISCOVERY_LAB_NAME": LAB,
     }
-    process = subprocess.Popen(
-        ["env", "-i", *[f"{k}={v}" for k, v in env.items()], "bash", "-c", command],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        stdout, stderr = process.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        stdout, stderr = process.communicate()
-        stderr += f"\n(killed after {timeout_s} s)"
-        return subprocess.CompletedProcess(process.args, -1, stdout, stderr)
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    argv = ["env", "-i", *[f"{k}={v}" for k, v in env.items()], "bash", "-c", command]
+    return run_bounded(argv, REPO, timeout_s)
 
 
 def check_break(lab: LabDriver) -> subprocess.CompletedProcess[str]:

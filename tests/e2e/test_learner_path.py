@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
-import signal
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ import pytest
 
 from labs.exercise import all_exercises
 from labs.state import DEFAULT_STATE_ROOT
+from labs.testing.shells import run_bounded
 from labs.testing.waiting import wait_until
 from tests.prerequisites import require_binary, require_root
 
@@ -49,19 +48,7 @@ def new_shell(command: str, timeout_s: float = 120) -> subprocess.CompletedProce
     whose container went away can hold the output pipes open for ever.
     """
     env = [f"{key}={value}" for key, value in CLEAN_ENV.items()]
-    process = subprocess.Popen(
-        ["env", "-i", *env, "bash", "-lc", command],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        stdout, stderr = process.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        stdout, stderr = process.communicate()
-        stderr += f"\n(killed after {timeout_s} s)"
-        return subprocess.CompletedProcess(process.args, -1, stdout, stderr)
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    return run_bounded(["env", "-i", *env, "bash", "-lc", command], REPO, timeout_s)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,6 @@ import ipaddress
 import json
 import os
 import shutil
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +34,7 @@ from labs import vagrant_lab
 from labs import vm_provision as provision
 from labs.exercise import find_exercise
 from labs.testing.lab_driver import LabDriver
+from labs.testing.shells import run_bounded
 from labs.testing.waiting import wait_until
 from tests.prerequisites import require_binary, require_root
 
@@ -73,20 +73,9 @@ class VagrantVM:
 
     def shell(self, command: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
         env = [f"{key}={value}" for key, value in self.env.items()]
-        process = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{self.netns}", "env", "-i", *env,
-             "bash", "-c", command],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            start_new_session=True,
-        )  # fmt: skip
-        try:
-            stdout, stderr = process.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            stdout, stderr = process.communicate()
-            stderr += f"\n(killed after {timeout_s} s)"
-            return subprocess.CompletedProcess(process.args, -1, stdout, stderr)
-        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+        argv = ["nsenter", f"--net=/run/netns/{self.netns}", "env", "-i", *env,
+                "bash", "-c", command]  # fmt: skip
+        return run_bounded(argv, REPO, timeout_s)
 
 
 def provision_like_host_sh(lab: LabDriver, root: Path) -> list[str]:
