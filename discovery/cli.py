@@ -37,6 +37,13 @@ EXIT_UNREACHABLE = 3
 COMMAND_BUDGET_S = 5.0
 
 
+def within_command_budget(settings: Settings) -> Settings:
+    """Share a command's budget across the endpoints, so a dead cluster fails in time
+    (every discoveryctl command, the plugins' too)."""
+    per_request = min(settings.request_timeout_s, 4.0 / len(settings.etcd_endpoints))
+    return dataclasses.replace(settings, request_timeout_s=per_request)
+
+
 class CommandError(DiscoveryError):
     """A request the user can fix: unknown service, nothing to deregister."""
 
@@ -428,10 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         print("discoveryctl: --ttl must be a positive number of seconds", file=sys.stderr)
         return EXIT_USAGE
     try:
-        settings = settings_from_args(args)
-        # Share the command's budget across the endpoints so a dead cluster fails in time.
-        per_request = min(settings.request_timeout_s, 4.0 / len(settings.etcd_endpoints))
-        settings = dataclasses.replace(settings, request_timeout_s=per_request)
+        settings = within_command_budget(settings_from_args(args))
         return asyncio.run(_run(args, settings))
     except (SettingsError, SchemaError) as error:
         print(f"discoveryctl: {error}", file=sys.stderr)

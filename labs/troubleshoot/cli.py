@@ -15,24 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import os
 import sys
 
 from discovery.cli import EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE, Parser
 from discovery.errors import DiscoveryError, EtcdUnavailable
-from discovery.settings import Settings
 from discovery.store import EtcdStore
-from labs.plan import DEFAULT_LAB_NAME
-from labs.state import load_state, state_file
 from labs.troubleshoot import explanation, facts, render
 from labs.troubleshoot.gather import gather
-from labs.troubleshoot.hosts import LabHosts, UnknownHost, local_lab_hosts, vagrant_lab_hosts
-from labs.vagrant_lab import load_vagrant_lab
-
-
-class ExplainError(DiscoveryError):
-    """Nothing to explain: the lab is not up, or the name has no answer."""
+from labs.troubleshoot.hosts import UnknownHost
+from labs.troubleshoot.lab_access import FoundLab, add_lab_name, find_lab
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,26 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="probe each address from a container and capture one packet "
         "on the host's wire (tcpdump)",
     )
-    parser.add_argument(
-        "--name",
-        dest="lab",
-        default=os.environ.get("DISCOVERY_LAB_NAME", DEFAULT_LAB_NAME),
-        help="lab name (default: $DISCOVERY_LAB_NAME, else lab)",
-    )
+    add_lab_name(parser)
     return parser
-
-
-def find_lab(name: str) -> tuple[LabHosts, str]:
-    """The lab's hosts and the probe image: the local lab by name, else this Vagrant VM's."""
-    state = load_state(name) if state_file(name).exists() else None
-    if state is not None:
-        return local_lab_hosts(state), state.images.get("base", "")
-    vagrant = load_vagrant_lab()
-    if vagrant is not None:
-        from labs.image_build import lab_image_names
-
-        return vagrant_lab_hosts(vagrant), lab_image_names()["base"]
-    raise ExplainError(f"lab {name!r} is not up (no {state_file(name)}); run: discoveryctl lab up")
 
 
 def no_answer(result: dict) -> str:
@@ -94,15 +68,12 @@ def no_answer(result: dict) -> str:
     )
 
 
-async def _explain(args: argparse.Namespace, lab: LabHosts, image: str) -> dict:
+async def _explain(args: argparse.Namespace, found: FoundLab) -> dict:
+    lab, settings = found.hosts, found.settings
     host = lab.host(args.host)
-    settings = Settings(etcd_endpoints=lab.etcd_endpoints)
-    # Share etcd's budget across the endpoints, as discoveryctl's commands do.
-    per_request = min(settings.request_timeout_s, 4.0 / len(settings.etcd_endpoints))
-    settings = dataclasses.replace(settings, request_timeout_s=per_request)
     async with EtcdStore(settings) as store:
         gathered = await gather(
-            lab, host, args.name, args.qtype, store, settings, image, trace=args.trace
+            lab, host, args.name, args.qtype, store, settings, found.probe_image, trace=args.trace
         )
     if args.output == "facts":
         return {"facts": gathered}
@@ -113,11 +84,11 @@ def main(argv: list[str]) -> int:
     """`discoveryctl explain ARGS` (entry point discoveryctl.commands)."""
     args = build_parser().parse_args(argv)
     try:
-        lab, image = find_lab(args.lab)
-        if lab.kind == "local" and os.geteuid() != 0:
+        found = find_lab(args.lab)
+        if found.hosts.kind == "local" and os.geteuid() != 0:
             raise UnknownHost("explain reads the local lab's namespaces: it needs root (sudo -i)")
-        lab.host(args.host)  # an unknown host is one line, before anything runs
-        result = asyncio.run(_explain(args, lab, image))
+        found.hosts.host(args.host)  # an unknown host is one line, before anything runs
+        result = asyncio.run(_explain(args, found))
     except UnknownHost as error:
         print(f"discoveryctl explain: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -130,13 +130,19 @@ def check_etcd_quorum(facts: LabFacts) -> Verdict:
     return Verdict("etcd-quorum", "lab", PASS, f"{len(up)} of {len(members)} members, one leader")
 
 
-def check_vtep_macs(overlay: Overlay) -> Verdict:
-    by_mac: dict[str, list[str]] = {}
+def _shared(overlay: Overlay, what: Callable[[flannel.SubnetLease], str]) -> tuple[int, str]:
+    """How many distinct values of ``what`` the leases have, and those held by two or
+    more leases, said as "VALUE in SUBNET, SUBNET; ..." ("" when none is)."""
+    by_value: dict[str, list[str]] = {}
     for lease in overlay.leases.values():
-        by_mac.setdefault(lease.vtep_mac, []).append(str(lease.subnet))
-    shared = {mac: subnets for mac, subnets in by_mac.items() if len(subnets) > 1}
-    if shared:
-        said = "; ".join(f"{mac} in {', '.join(s)}" for mac, s in sorted(shared.items()))
+        by_value.setdefault(what(lease), []).append(str(lease.subnet))
+    shared = sorted((v, s) for v, s in by_value.items() if len(s) > 1)
+    return len(by_value), "; ".join(f"{value} in {', '.join(s)}" for value, s in shared)
+
+
+def check_vtep_macs(overlay: Overlay) -> Verdict:
+    count, said = _shared(overlay, lambda lease: lease.vtep_mac)
+    if said:
         return Verdict(
             "vtep-macs", "lab", FAIL,
             f"leases share a VTEP MAC ({said}): no host can tell them apart, and the "
@@ -144,16 +150,12 @@ def check_vtep_macs(overlay: Overlay) -> Verdict:
             "one whose PublicIP is no longer a lab host); each agent keeps its MAC in its "
             "--state-dir",
         )  # fmt: skip
-    return Verdict("vtep-macs", "lab", PASS, f"{len(by_mac)} leases, every VTEP MAC its own")
+    return Verdict("vtep-macs", "lab", PASS, f"{count} leases, every VTEP MAC its own")
 
 
 def check_public_ips(overlay: Overlay) -> Verdict:
-    by_ip: dict[str, list[str]] = {}
-    for lease in overlay.leases.values():
-        by_ip.setdefault(str(lease.public_ip), []).append(str(lease.subnet))
-    shared = {ip: subnets for ip, subnets in by_ip.items() if len(subnets) > 1}
-    if shared:
-        said = "; ".join(f"{ip} in {', '.join(s)}" for ip, s in sorted(shared.items()))
+    count, said = _shared(overlay, lambda lease: str(lease.public_ip))
+    if said:
         return Verdict(
             "public-ips", "lab", FAIL,
             f"two leases name the same PublicIP ({said}): packets for both go to one host "
@@ -161,7 +163,7 @@ def check_public_ips(overlay: Overlay) -> Verdict:
             "start each network agent with --public-ip (or --iface) naming the host's own "
             "underlay address: on Vagrant the private network's, eth1",
         )  # fmt: skip
-    return Verdict("public-ips", "lab", PASS, f"{len(by_ip)} hosts, every PublicIP its own")
+    return Verdict("public-ips", "lab", PASS, f"{count} hosts, every PublicIP its own")
 
 
 # ---------------------------------------------------------------- per host

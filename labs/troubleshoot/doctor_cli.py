@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import os
 import sys
@@ -22,14 +21,11 @@ import textwrap
 
 from discovery.cli import EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE, Parser
 from discovery.errors import DiscoveryError
-from discovery.settings import Settings
 from discovery.store import EtcdStore
-from labs.plan import DEFAULT_LAB_NAME
-from labs.state import LabState, load_state, state_file
 from labs.troubleshoot import doctor
 from labs.troubleshoot.doctor_gather import gather_lab
-from labs.troubleshoot.hosts import LabHosts, UnknownHost, local_lab_hosts, vagrant_lab_hosts
-from labs.vagrant_lab import load_vagrant_lab
+from labs.troubleshoot.hosts import UnknownHost
+from labs.troubleshoot.lab_access import FoundLab, add_lab_name, find_lab
 
 WIDTH = 100
 
@@ -38,35 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="discoveryctl doctor", description=__doc__.split("\n")[0])
     parser.add_argument("host", nargs="?", help="check only this host (and the lab as a whole)")
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
-    parser.add_argument(
-        "--name",
-        dest="lab",
-        default=os.environ.get("DISCOVERY_LAB_NAME", DEFAULT_LAB_NAME),
-        help="lab name (default: $DISCOVERY_LAB_NAME, else lab)",
-    )
+    add_lab_name(parser)
     return parser
 
 
-def find_lab(name: str) -> tuple[LabHosts, LabState | None]:
-    """The local lab by name (with its process records), else this Vagrant VM's lab."""
-    state = load_state(name) if state_file(name).exists() else None
-    if state is not None:
-        return local_lab_hosts(state), state
-    vagrant = load_vagrant_lab()
-    if vagrant is not None:
-        return vagrant_lab_hosts(vagrant), None
-    raise DiscoveryError(
-        f"lab {name!r} is not up (no {state_file(name)}); run: discoveryctl lab up"
-    )
-
-
-async def _diagnose(lab: LabHosts, state: LabState | None, host: str | None) -> dict:
-    settings = Settings(etcd_endpoints=lab.etcd_endpoints)
-    # Share etcd's budget across the endpoints, as discoveryctl's commands do.
-    per_request = min(settings.request_timeout_s, 4.0 / len(settings.etcd_endpoints))
-    settings = dataclasses.replace(settings, request_timeout_s=per_request)
+async def _diagnose(found: FoundLab, host: str | None) -> dict:
+    settings = found.settings
     async with EtcdStore(settings) as store:
-        facts = await gather_lab(lab, state, settings, store, only=host)
+        facts = await gather_lab(found.hosts, found.state, settings, store, only=host)
     result = doctor.to_json(doctor.diagnose(facts), facts.seconds)
     result["etcd_reachable"] = facts.etcd.reachable
     result["problems"] = {h.name: h.problems for h in facts.hosts if h.problems}
@@ -99,12 +74,12 @@ def main(argv: list[str]) -> int:
     """`discoveryctl doctor ARGS` (entry point discoveryctl.commands)."""
     args = build_parser().parse_args(argv)
     try:
-        lab, state = find_lab(args.lab)
-        if lab.kind == "local" and os.geteuid() != 0:
+        found = find_lab(args.lab)
+        if found.hosts.kind == "local" and os.geteuid() != 0:
             raise DiscoveryError("doctor reads the local lab's namespaces: it needs root (sudo -i)")
         if args.host:
-            lab.host(args.host)  # an unknown host is one line, before anything runs
-        result = asyncio.run(_diagnose(lab, state, args.host))
+            found.hosts.host(args.host)  # an unknown host is one line, before anything runs
+        result = asyncio.run(_diagnose(found, args.host))
     except UnknownHost as error:
         print(f"discoveryctl doctor: {error}", file=sys.stderr)
         return EXIT_USAGE

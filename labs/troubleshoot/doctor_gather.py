@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
 
 from discovery import flannel, schema
+from discovery.cli import COMMAND_BUDGET_S  # a dead cluster is reported, not waited on
 from discovery.errors import DiscoveryError
 from discovery.settings import Settings
 from discovery.store_api import Store
@@ -35,9 +35,9 @@ from labs.troubleshoot.doctor_facts import (
 )
 from labs.troubleshoot.host_shell import docker_env, run_command, run_on
 from labs.troubleshoot.hosts import LabHost, LabHosts
+from labs.troubleshoot.kernel import read_json
 from labs.vm_provision import UNIT_DNS, UNIT_ETCD, UNIT_NETWORK, UNIT_SERVICES
 
-ETCD_BUDGET_S = 5.0  # as discoveryctl's commands: a dead cluster is reported, not waited on
 # The network agent's subnet.env on a VM (flannel's default path).
 VM_SUBNET_ENV = "/run/flannel/subnet.env"
 VM_UNITS = {
@@ -111,10 +111,10 @@ async def _etcd(lab: LabHosts, settings: Settings, store: Store) -> EtcdFacts:
                 store.get_prefix(schema.services_prefix(settings.prefix, settings.domain)),
                 store.get_prefix(nodes_root),
             ),
-            ETCD_BUDGET_S,
+            COMMAND_BUDGET_S,
         )
     except (DiscoveryError, TimeoutError) as error:
-        facts.error = str(error) or f"no answer within {ETCD_BUDGET_S:.0f} s"
+        facts.error = str(error) or f"no answer within {COMMAND_BUDGET_S:.0f} s"
         return facts
     facts.reachable = True
     facts.config = config.value if config is not None else None
@@ -125,19 +125,6 @@ async def _etcd(lab: LabHosts, settings: Settings, store: Store) -> EtcdFacts:
 
 
 # ---------------------------------------------------------------- one host
-
-
-async def _json(host: LabHost, argv: list[str], problems: list[str]) -> list[dict[str, Any]]:
-    result = await run_on(host, argv)
-    if not result.ok:
-        problems.append(f"{' '.join(argv)}: {result.stderr.strip()[:160] or 'failed'}")
-        return []
-    try:
-        data = json.loads(result.stdout or "[]")
-    except json.JSONDecodeError:
-        problems.append(f"{' '.join(argv)}: not JSON")
-        return []
-    return data if isinstance(data, list) else [data]
 
 
 async def _text(host: LabHost, argv: list[str], problems: list[str] | None = None) -> str:
@@ -214,10 +201,10 @@ async def _host(
     problems = facts.problems
     facts.processes = _processes(host, state)
     tables = asyncio.gather(
-        _json(host, ["ip", "-j", "-d", "link", "show"], problems),
-        _json(host, ["ip", "-j", "addr", "show"], problems),
-        _json(host, ["ip", "-j", "route", "show"], problems),
-        _json(host, ["ip", "-j", "neigh", "show"], problems),
+        read_json(host, ["ip", "-j", "-d", "link", "show"], problems),
+        read_json(host, ["ip", "-j", "addr", "show"], problems),
+        read_json(host, ["ip", "-j", "route", "show"], problems),
+        read_json(host, ["ip", "-j", "neigh", "show"], problems),
     )
     texts = asyncio.gather(
         _text(host, ["iptables", "-w", "-S", "FORWARD"], problems),
@@ -242,7 +229,7 @@ async def _host(
     facts.running_containers = (running or "").split()
     vxlan = doctor.vxlan_link(facts)
     if vxlan is not None:
-        facts.fdb = await _json(
+        facts.fdb = await read_json(
             host, ["bridge", "-j", "fdb", "show", "dev", str(vxlan.get("ifname"))], problems
         )
     _, gateway = doctor.docker_bridge_subnet(facts)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from discovery import flannel, schema
+from discovery.cli import COMMAND_BUDGET_S  # a dead cluster is reported, not waited on
 from discovery.errors import EtcdUnavailable
 from discovery.settings import Settings
 from discovery.store_api import KeyValue, Store
@@ -21,17 +22,13 @@ async def _items(store: Store, prefix: str) -> list[KeyValue]:
     return [items[key] for key in sorted(items)]
 
 
-# As discoveryctl's commands: a dead cluster is reported within this, not after retries.
-ETCD_BUDGET_S = 5.0
-
-
 async def read_etcd(store: Store, settings: Settings) -> tuple[list[EtcdItem], list[EtcdItem]]:
     """(service records, subnet leases), every one with its lease's seconds left."""
     try:
-        return await asyncio.wait_for(_read(store, settings), ETCD_BUDGET_S)
+        return await asyncio.wait_for(_read(store, settings), COMMAND_BUDGET_S)
     except TimeoutError as error:
         raise EtcdUnavailable(
-            f"etcd did not answer within {ETCD_BUDGET_S:.0f} s; tried "
+            f"etcd did not answer within {COMMAND_BUDGET_S:.0f} s; tried "
             + ", ".join(settings.etcd_endpoints)
         ) from error
 

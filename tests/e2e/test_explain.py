@@ -65,14 +65,25 @@ def lab(tmp_path_factory):
         driver.lab("down", check=False)
 
 
-def explain(lab: LabDriver, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+def discoveryctl(
+    lab: LabDriver, verb: str, *args: str
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """``discoveryctl VERB --name LAB ARGS`` as the other lab tests run it (the plugin
+    through its entry point), and how long it took."""
     started = time.monotonic()
     result = subprocess.run(
-        # discoveryctl, as the other tests run it: the explain plugin through its entry point
-        [sys.executable, "-m", "discovery.cli", "explain", "--name", lab.name, *args],
+        [sys.executable, "-m", "discovery.cli", verb, "--name", lab.name, *args],
         capture_output=True, text=True, env=lab.env, timeout=60,
     )  # fmt: skip
     return result, time.monotonic() - started
+
+
+def explain(lab: LabDriver, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    return discoveryctl(lab, "explain", *args)
+
+
+def doctor(lab: LabDriver, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    return discoveryctl(lab, "doctor", *args)
 
 
 def on_host(lab: LabDriver, host: str, *argv: str) -> str:
@@ -216,15 +227,6 @@ def test_the_text_teaches_one_line_per_hop(lab):
     result, took = explain(lab, "web", "--from", "host1", "--trace")
     print(f"\n$ discoveryctl explain web --from host1 --trace   ({took:.2f} s)\n{result.stdout}")
     assert result.returncode == 0 and text.count("4 path") == 2
-
-
-def doctor(lab: LabDriver, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "discovery.cli", "doctor", "--name", lab.name, *args],
-        capture_output=True, text=True, env=lab.env, timeout=60,
-    )  # fmt: skip
-    return result, time.monotonic() - started
 
 
 def test_doctor_passes_every_check_on_the_healthy_lab(lab):
