@@ -158,6 +158,10 @@ def test_forward_rules_are_flannels():
         f"filter FORWARD {c} -j FLANNEL-FWD",
         f"filter FLANNEL-FWD -s 10.5.0.0/16 {c} -j ACCEPT",
         f"filter FLANNEL-FWD -d 10.5.0.0/16 {c} -j ACCEPT",
+        # Docker's isolation between its bridges is lifted inside this host's lease only
+        "filter DOCKER-USER -m comment --comment discovery lease networks -j DISCOVERY-LEASE",
+        "filter DISCOVERY-LEASE -s 10.5.1.0/24 -d 10.5.1.0/24 -m comment --comment discovery "
+        "lease networks -j ACCEPT",
     ]
     assert [chain.chain for chain in unwanted] == ["FLANNEL-POSTRTG"]
 
@@ -166,7 +170,7 @@ def test_masquerade_rules_are_flannels():
     wanted, unwanted = chains_for(NETWORK, N("10.5.1.0/24"), ip_masq=True)
     c = "-m comment --comment flanneld masq"
     assert unwanted == []
-    assert rule_lines(wanted)[3:] == [
+    assert rule_lines(wanted)[5:] == [
         f"nat POSTROUTING {c} -j FLANNEL-POSTRTG",
         f"nat FLANNEL-POSTRTG -s 10.5.0.0/16 -d 10.5.0.0/16 {c} -j RETURN",
         f"nat FLANNEL-POSTRTG ! -s 10.5.0.0/16 -d 10.5.1.0/24 {c} -j RETURN",
