@@ -374,7 +374,9 @@ def build_parser(plugins: dict[str, EntryPoint] | None = None) -> argparse.Argum
 
     lookup = command("lookup", cmd_lookup, "show the endpoints of a service", listing=True)
     lookup.add_argument("service")
-    lookup.add_argument("--tag", help="only the endpoints with this tag (a Compose project's name...)")
+    lookup.add_argument(
+        "--tag", help="only the endpoints with this tag (a Compose project's name, ...)"
+    )
     command("services", cmd_services, "list services and their endpoint counts", listing=True)
     register = command("register", cmd_register, "register an endpoint by hand")
     register.add_argument("service")

@@ -388,6 +388,4 @@ def docker_options(subnet_env: Mapping[str, str]) -> DockerOptions:
         raise SchemaError(
             f"subnet.env lacks a valid FLANNEL_SUBNET/FLANNEL_MTU: {error}"
         ) from error
-    return docker_options_for_lease(
-        lease, mtu, ip_masq=subnet_env.get("FLANNEL_IPMASQ") != "true"
-    )
+    return docker_options_for_lease(lease, mtu, ip_masq=subnet_env.get("FLANNEL_IPMASQ") != "true")

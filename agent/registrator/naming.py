@@ -128,7 +128,7 @@ def _raw_tags(labels: Mapping[str, str], env: Mapping[str, str], port: int | Non
         text = "" if found is None else found[0]
     tags = [tag.strip() for tag in text.split(",") if tag.strip()]
     project = labels.get(LABEL_COMPOSE_PROJECT, "").strip()
-    return tags + [project] if project else tags
+    return [*tags, project] if project else tags
 
 
 def name_port(

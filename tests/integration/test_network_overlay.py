@@ -202,7 +202,8 @@ def test_docker_s_isolation_is_lifted_between_networks_inside_the_lease(lab):
     lease = lease_of(lab, lab.hosts[1])
     assert lease is not None
     user = lab.hosts[1].run("iptables", "-w", "-S", "DOCKER-USER")
-    assert "-A DOCKER-USER -m comment --comment \"discovery lease networks\" -j DISCOVERY-LEASE" in user
+    jump = '-A DOCKER-USER -m comment --comment "discovery lease networks" -j DISCOVERY-LEASE'
+    assert jump in user
     chain = lab.hosts[1].run("iptables", "-w", "-S", "DISCOVERY-LEASE")
     assert f"-A DISCOVERY-LEASE -s {lease.subnet} -d {lease.subnet}" in chain
 
