@@ -6,8 +6,9 @@ Every running container is registered within milliseconds of starting, under
 the agent's etcd lease, and removed when it stops; if the agent dies, the
 lease expires and its records go with it. The pieces:
 
-* ``naming``, ``desired``, ``events``, ``reconcile``: pure decisions (which
-  name, which records, which event matters, what to write);
+* ``naming``, ``desired``, ``host_ports``, ``events``, ``reconcile``: pure
+  decisions (which name, which records, which published ports other hosts
+  reach, which event matters, what to write);
 * ``docker_source``: the Docker API (list, inspect, events), the only module
   here that imports the Docker SDK;
 * ``writer``: the etcd side, through the ``Store`` it is given (``run``
