@@ -183,6 +183,12 @@ async def cmd_lookup(store: Store, settings: Settings, args: argparse.Namespace)
     endpoints = await read_endpoints(store, settings, service)
     if not endpoints:
         raise CommandError(f"no endpoints for service {service}")
+    if args.tag:
+        # as Consul's ?tag= and DNS's TAG.NAME.service.lab: endpoints with that tag
+        tag = schema.normalise_dns_label(args.tag)
+        endpoints = [(key, e) for key, e in endpoints if tag in e.tags]
+        if not endpoints:
+            raise CommandError(f"no endpoints for service {service} tagged {tag}")
     emit([endpoint_row(e, key) for key, e in endpoints], LOOKUP_COLUMNS, args.output)
     return 0
 
@@ -368,6 +374,9 @@ def build_parser(plugins: dict[str, EntryPoint] | None = None) -> argparse.Argum
 
     lookup = command("lookup", cmd_lookup, "show the endpoints of a service", listing=True)
     lookup.add_argument("service")
+    lookup.add_argument(
+        "--tag", help="only the endpoints with this tag (a Compose project's name, ...)"
+    )
     command("services", cmd_services, "list services and their endpoint counts", listing=True)
     register = command("register", cmd_register, "register an endpoint by hand")
     register.add_argument("service")

@@ -296,33 +296,96 @@ def parse_subnet_env(text: str) -> dict[str, str]:
     return values
 
 
+# The smallest network Docker's address pools are cut into: 16 addresses, 13 containers.
+_SMALLEST_POOL_NETWORK = 28
+
+
+@dataclass(frozen=True)
+class AddressPool:
+    """One of dockerd's ``default-address-pools``: ``base`` cut into networks of
+    length ``size``, from which Docker takes the subnet of every network made
+    without ``--subnet`` (Compose's project networks, swarm's docker_gwbridge)."""
+
+    base: ipaddress.IPv4Network
+    size: int
+
+    def flag(self) -> str:
+        return f"--default-address-pool=base={self.base},size={self.size}"
+
+    def daemon_json(self) -> dict[str, Any]:
+        return {"base": str(self.base), "size": self.size}
+
+
+def split_lease(
+    subnet: ipaddress.IPv4Network,
+) -> tuple[ipaddress.IPv4Network, AddressPool | None]:
+    """A host's lease -> (docker0's network, the address pool for every other
+    Docker network on the host).
+
+    The overlay routes a host's whole lease to it and nothing else, so a network
+    that other hosts must reach has to lie inside the lease. flannel's
+    mk-docker-opts.sh gives docker0 the whole lease, and every other network then
+    comes from Docker's default pools (172.17.0.0/16 ...), which no other host
+    routes. The lab gives docker0 the lease's first half and the second half to
+    Docker as its only address pool, cut in eighths (none smaller than /28):
+    10.5.7.0/24 -> docker0 10.5.7.0/25, pool 10.5.7.128/25 in /28s. A lease too small to halve
+    and cut (longer than /26) stays whole on docker0, without a pool.
+    """
+    if subnet.prefixlen > 32 - 6:
+        return subnet, None
+    bridge, rest = subnet.subnets(prefixlen_diff=1)
+    size = min(rest.prefixlen + 3, _SMALLEST_POOL_NETWORK)
+    return bridge, AddressPool(rest, size)
+
+
 @dataclass(frozen=True)
 class DockerOptions:
     """What a host's dockerd takes from its subnet.env, as flannel's mk-docker-opts.sh
-    derives it: ``bip``, the bridge's address (the subnet's first address, with the
-    subnet's length; also where the lab's DNS server listens), the overlay's ``mtu``,
-    and ``ip_masq``, whether Docker should masquerade (not when flannel does)."""
+    derives it: ``bip``, the bridge's address (the subnet's first address; also
+    where the lab's DNS server listens), the overlay's ``mtu``, and ``ip_masq``,
+    whether Docker should masquerade (not when flannel does). Unlike
+    mk-docker-opts.sh, the bridge takes only the lease's first half and
+    ``address_pool`` the rest (``split_lease``)."""
 
     bip: ipaddress.IPv4Interface
     mtu: int
     ip_masq: bool
+    address_pool: AddressPool | None = None
 
     def daemon_json(self) -> dict[str, Any]:
-        """daemon.json keys: bip, mtu and, when flannel masquerades, ip-masq false."""
+        """daemon.json keys: bip, mtu, default-address-pools and, when flannel
+        masquerades, ip-masq false."""
         options: dict[str, Any] = {"bip": str(self.bip), "mtu": self.mtu}
+        if self.address_pool is not None:
+            options["default-address-pools"] = [self.address_pool.daemon_json()]
         if not self.ip_masq:
             options["ip-masq"] = False
         return options
+
+    def flags(self) -> list[str]:
+        """The same as dockerd flags (``--ip-masq`` aside: see mk-docker-opts)."""
+        flags = [f"--bip={self.bip}", f"--mtu={self.mtu}"]
+        if self.address_pool is not None:
+            flags.append(self.address_pool.flag())
+        return flags
+
+
+def docker_options_for_lease(
+    subnet: ipaddress.IPv4Network, mtu: int, ip_masq: bool = False
+) -> DockerOptions:
+    bridge, pool = split_lease(subnet)
+    bip = ipaddress.IPv4Interface(f"{bridge.network_address + 1}/{bridge.prefixlen}")
+    return DockerOptions(bip, mtu, ip_masq, pool)
 
 
 def docker_options(subnet_env: Mapping[str, str]) -> DockerOptions:
     """subnet.env's values (``parse_subnet_env``) -> Docker's options. SchemaError
     when FLANNEL_SUBNET or FLANNEL_MTU is missing or not valid."""
     try:
-        bip = ipaddress.IPv4Interface(subnet_env["FLANNEL_SUBNET"])
+        lease = ipaddress.IPv4Interface(subnet_env["FLANNEL_SUBNET"]).network
         mtu = int(subnet_env["FLANNEL_MTU"])
     except (KeyError, ValueError) as error:
         raise SchemaError(
             f"subnet.env lacks a valid FLANNEL_SUBNET/FLANNEL_MTU: {error}"
         ) from error
-    return DockerOptions(bip, mtu, ip_masq=subnet_env.get("FLANNEL_IPMASQ") != "true")
+    return docker_options_for_lease(lease, mtu, ip_masq=subnet_env.get("FLANNEL_IPMASQ") != "true")

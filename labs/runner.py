@@ -418,8 +418,10 @@ class Lab:
         self._read_lease(host_state, subnet_file)
         self.say(f"   leased {host_state.subnet} (mtu {host_state.mtu})")
 
-        self.say(f"-- {host.name}: dockerd --bip {host_state.subnet} --mtu {host_state.mtu}")
         daemon = self._daemon(host, host_state)
+        options = self._docker_options(host_state)
+        pool = f", address pool {options.address_pool.base}" if options.address_pool else ""
+        self.say(f"-- {host.name}: dockerd --bip {options.bip} --mtu {options.mtu}{pool}")
         try:
             daemon.start()
         except DiscoveryError as error:
@@ -457,29 +459,39 @@ class Lab:
         save_state(state)
 
     def _read_lease(self, host_state: HostState, subnet_file: Path) -> None:
-        # Docker's options from the lease, as the Vagrant lab's daemon.json has them.
-        options = flannel.docker_options(provision.parse_subnet_env(subnet_file.read_text()))
-        if host_state.subnet and host_state.subnet != str(options.bip):
-            self.say(f"   {host_state.name} now holds {options.bip}, "
+        values = provision.parse_subnet_env(subnet_file.read_text())
+        options = flannel.docker_options(values)
+        # FLANNEL_SUBNET, the lease as subnet.env writes it: 10.5.75.1/24
+        lease = values["FLANNEL_SUBNET"]
+        if host_state.subnet and host_state.subnet != lease:
+            self.say(f"   {host_state.name} now holds {lease}, "
                      f"not {host_state.subnet}: its old subnet was taken")  # fmt: skip
-        host_state.subnet = str(options.bip)
+        host_state.subnet = lease
         host_state.mtu = options.mtu
         host_state.dns_ip = str(options.bip.ip)
 
+    def _docker_options(self, host_state: HostState) -> flannel.DockerOptions:
+        # Docker's options from the lease, as the Vagrant lab's daemon.json has them.
+        lease = ipaddress.IPv4Interface(host_state.subnet).network
+        return flannel.docker_options_for_lease(lease, host_state.mtu)
+
     def _daemon(self, host: HostPlan, host_state: HostState) -> DockerDaemon:
         """The host's dockerd, configured from its lease (as the Vagrant lab's unit is)."""
+        options = self._docker_options(host_state)
+        pool = [options.address_pool.flag()] if options.address_pool else []
         return DockerDaemon(
             # The namespace's name is unique per lab, and so then is the daemon's
             # containerd namespace: stopping one lab never touches another's shims.
             name=host.netns,
             state_dir=self.dir / host.name / "docker",
             netns=host.netns,
-            bip=host_state.subnet,
-            mtu=host_state.mtu,
+            bip=str(options.bip),
+            mtu=options.mtu,
             dns=[host_state.dns_ip],
             dns_search=[f"service.{self.domain}"],
+            dns_options=list(provision.CONTAINER_DNS_OPTIONS),
             # the agent masquerades traffic leaving the overlay, as flannel does
-            extra_args=["--ip-masq=false"]
+            extra_args=["--ip-masq=false", *pool]
             # "default": dockerd makes the user dockremap and its subordinate ID range
             # (/etc/subuid, /etc/subgid) itself, as on any Docker host.
             + (["--userns-remap=default"] if host_state.userns_remap else []),

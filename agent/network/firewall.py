@@ -18,6 +18,7 @@ from agent.network.iptables_rules import ChainRules, Rule
 
 log = logging.getLogger(__name__)
 IPTABLES_TIMEOUT_S = 10.0
+_BUILT_IN = frozenset({"INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING"})
 
 
 class Firewall:
@@ -74,6 +75,12 @@ class Firewall:
                 await self._must("-t", rule.table, "-A", rule.chain, *rule.spec)
             changed = True
         if not await self._has(chain.jump):
+            if chain.jump.chain not in _BUILT_IN and not await self._chain_exists(
+                chain.jump.table, chain.jump.chain
+            ):
+                # DOCKER-USER before dockerd made it: dockerd keeps a chain it finds,
+                # and puts its jump from FORWARD at the top, as it does anyway.
+                await self._must("-t", chain.jump.table, "-N", chain.jump.chain)
             await self._must("-t", chain.jump.table, "-I", chain.jump.chain, "1", *chain.jump.spec)
             changed = True
         if changed:

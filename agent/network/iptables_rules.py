@@ -13,6 +13,21 @@ built-in chains, so they can be found, checked and removed as a unit::
           -s NETWORK ! -d 224.0.0.0/4        MASQUERADE  leaving the overlay
           ! -s NETWORK -d NETWORK            MASQUERADE  host -> overlay
 
+and one chain of this project's own, for Docker's networks inside the lease::
+
+    filter DOCKER-USER     -> DISCOVERY-LEASE
+        DISCOVERY-LEASE: -s SUBNET -d SUBNET -j ACCEPT   between this host's
+                                                         networks in the lease
+
+Docker drops traffic between two of its bridges on one host
+(DOCKER-ISOLATION-STAGE-1/2, above any rule in FORWARD but below DOCKER-USER,
+the chain Docker keeps for its users). The lab hands the second half of each
+lease to Docker's address pool (``flannel.split_lease``), so a Compose network
+and docker0 on host1 are both in host1's lease: every other host reaches both
+over the overlay, and without this rule only host1's own containers on the
+other bridge could not. Networks with a ``--subnet`` outside the lease stay
+isolated as Docker makes them.
+
 flannel also skips packets kube-proxy marked; there is no kube-proxy here, so
 that rule is left out. The jumps are inserted at the top of the built-in
 chains (flannel does so for POSTROUTING) so that Docker's own FORWARD rules,
@@ -25,6 +40,10 @@ import ipaddress
 from dataclasses import dataclass
 
 FORWARD_CHAIN = "FLANNEL-FWD"
+LEASE_CHAIN = "DISCOVERY-LEASE"
+LEASE_COMMENT = "discovery lease networks"
+# Docker's chain for its users' rules, jumped to before its own isolation rules.
+DOCKER_USER_CHAIN = "DOCKER-USER"
 MASQUERADE_CHAIN = "FLANNEL-POSTRTG"
 FORWARD_COMMENT = "flanneld forward"
 MASQUERADE_COMMENT = "flanneld masq"
@@ -66,6 +85,17 @@ def forward_chain(network: ipaddress.IPv4Network) -> ChainRules:
     )
 
 
+def lease_chain(subnet: ipaddress.IPv4Network) -> ChainRules:
+    sn = str(subnet)
+    c = _comment(LEASE_COMMENT)
+    return ChainRules(
+        "filter",
+        LEASE_CHAIN,
+        Rule("filter", DOCKER_USER_CHAIN, (*c, "-j", LEASE_CHAIN)),
+        (Rule("filter", LEASE_CHAIN, ("-s", sn, "-d", sn, *c, "-j", "ACCEPT")),),
+    )
+
+
 def masquerade_chain(network: ipaddress.IPv4Network, subnet: ipaddress.IPv4Network) -> ChainRules:
     n, sn = str(network), str(subnet)
     c = _comment(MASQUERADE_COMMENT)
@@ -86,7 +116,8 @@ def masquerade_chain(network: ipaddress.IPv4Network, subnet: ipaddress.IPv4Netwo
 def chains_for(
     network: ipaddress.IPv4Network, subnet: ipaddress.IPv4Network, ip_masq: bool
 ) -> tuple[list[ChainRules], list[ChainRules]]:
-    """(chains this host should have, chains it should not): forwarding always,
-    masquerade only with --ip-masq."""
+    """(chains this host should have, chains it should not): forwarding and the
+    lease's networks always, masquerade only with --ip-masq."""
     forward, masquerade = forward_chain(network), masquerade_chain(network, subnet)
-    return ([forward, masquerade], []) if ip_masq else ([forward], [masquerade])
+    lease = lease_chain(subnet)
+    return ([forward, lease, masquerade], []) if ip_masq else ([forward, lease], [masquerade])

@@ -10,6 +10,9 @@ flannel writes the lease for the host's other programs as ``subnet.env``::
 and its ``mk-docker-opts.sh`` turns that into dockerd options: ``--bip`` (the
 address docker0 takes: the subnet's first address with its length), ``--mtu``
 and, when flannel masquerades, ``--ip-masq=false`` so Docker does not as well.
+This project's options differ in one way: docker0 takes the lease's first half,
+and ``--default-address-pool`` hands the second half to Docker's other networks,
+so that they too are inside the lease the overlay routes (``flannel.split_lease``).
 Two formats of those options are offered: an environment file in
 mk-docker-opts's own format (for a systemd unit's ``EnvironmentFile=`` and
 ``dockerd $DOCKER_OPTS``) and a ``daemon.json`` (for ``dockerd --config-file``).
@@ -66,7 +69,8 @@ def subnet_from_env(values: dict[str, str]) -> ipaddress.IPv4Network | None:
 
 
 def docker_options(env: SubnetEnv) -> dict[str, object]:
-    """daemon.json keys: bip, mtu and, when we masquerade, ip-masq false."""
+    """daemon.json keys: bip, mtu, default-address-pools and, when we masquerade,
+    ip-masq false."""
     return flannel.docker_options(subnet_env_values(env)).daemon_json()
 
 
@@ -75,10 +79,15 @@ def render_docker_env(env: SubnetEnv) -> str:
     options = flannel.docker_options(subnet_env_values(env))
     ip_masq = "true" if options.ip_masq else "false"
     flags = f"--bip={options.bip} --ip-masq={ip_masq} --mtu={options.mtu}"
+    pool = ""
+    if options.address_pool is not None:
+        flags += f" {options.address_pool.flag()}"
+        pool = f'DOCKER_OPT_ADDRESS_POOL="{options.address_pool.flag()}"\n'
     return (
         f'DOCKER_OPT_BIP="--bip={options.bip}"\n'
         f'DOCKER_OPT_IPMASQ="--ip-masq={ip_masq}"\n'
         f'DOCKER_OPT_MTU="--mtu={options.mtu}"\n'
+        f"{pool}"
         f'DOCKER_NETWORK_OPTIONS=" {flags}"\n'
         f'DOCKER_OPTS=" {flags}"\n'
     )

@@ -20,10 +20,11 @@ What an endpoint is, in two modes:
 
 Which addresses other hosts can reach (container-address mode): the overlay
 routes each host's flannel lease and nothing else, so an address inside this
-host's lease (``FLANNEL_SUBNET`` of subnet.env: the default bridge, or a
-network made from a range of the lease) is reachable from every host, and any
-other address (a user-defined bridge from Docker's default pools, such as
-Compose's project network, or an IPv6 address) is reachable from this host
+host's lease (``FLANNEL_SUBNET`` of subnet.env: the default bridge, a network
+Docker cut from an address pool inside the lease, as the lab's dockerd has, or
+a network made from a range of the lease) is reachable from every host, and
+any other address (a user-defined bridge from Docker's stock pools 172.17.0.0/16...,
+a ``--subnet`` of one's own, or an IPv6 address) is reachable from this host
 only. Such an address is not registered: it is returned in ``unreachable``,
 with its network, for the runner to log once with the way out. When the lease
 is not known (``lease`` None: no subnet.env), every address is registered, as
@@ -203,8 +204,9 @@ def unreachable_advice(lease: ipaddress.IPv4Network) -> str:
     """What to do about an address outside the lease, in one line."""
     return (
         f"attach the container to a network inside this host's lease {lease} (the default "
-        f"bridge is one; or docker network create --subnet <a range of {lease} that no "
-        "other network uses>), or publish its ports and register it at the host's address "
+        "bridge; a network made without --subnet where dockerd's address pool is in the "
+        f"lease, as on the lab's hosts; or docker network create --subnet <a free range of "
+        f"{lease}>), or publish its ports and register it at the host's address "
         "(label discovery.address=host, or the agent's --address-mode host)"
     )
 

@@ -12,6 +12,10 @@ The rules follow what Docker users already write; first match wins:
    ``registry:5000/team/web:1.2`` names the service ``web``.
 
 ``<port>`` is the container's port (``SERVICE_80_NAME``), as in registrator.
+A container of a Compose project (label ``com.docker.compose.project``) is
+also tagged with the project's name, after its own tags: two projects that
+both have an ``api`` service share the name, and the tag tells their
+endpoints apart (``shop.api.service.lab``, ``discoveryctl lookup api --tag shop``).
 Every name and tag is normalised to a DNS label (``My_App`` -> ``my-app``); a
 name that cannot be made one is refused with the reason.
 """
@@ -29,6 +33,7 @@ LABEL_SERVICE = "discovery.service"
 LABEL_TAGS = "discovery.tags"
 LABEL_IGNORE = "discovery.ignore"
 LABEL_COMPOSE_SERVICE = "com.docker.compose.service"
+LABEL_COMPOSE_PROJECT = "com.docker.compose.project"
 # Values of discovery.ignore that mean "do register"; anything else ignores,
 # as registrator ignores on any non-empty SERVICE_IGNORE.
 _FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
@@ -121,7 +126,9 @@ def _raw_tags(labels: Mapping[str, str], env: Mapping[str, str], port: int | Non
     else:
         found = _registrator_value(labels, env, "TAGS", port)
         text = "" if found is None else found[0]
-    return [tag.strip() for tag in text.split(",") if tag.strip()]
+    tags = [tag.strip() for tag in text.split(",") if tag.strip()]
+    project = labels.get(LABEL_COMPOSE_PROJECT, "").strip()
+    return [*tags, project] if project else tags
 
 
 def name_port(
@@ -151,6 +158,7 @@ def name_port(
 
 
 __all__ = [
+    "LABEL_COMPOSE_PROJECT",
     "LABEL_COMPOSE_SERVICE",
     "LABEL_IGNORE",
     "LABEL_SERVICE",

@@ -230,10 +230,14 @@ def check_subnet_lease(overlay: Overlay, host: HostFacts) -> Verdict:
     elif not _same_network(env_subnet, own.subnet):
         problems.append(f"subnet.env says FLANNEL_SUBNET={env_subnet}")
     docker_subnet, gateway = docker_bridge_subnet(host)
+    # docker0 holds the lease's first half, Docker's address pool the second
+    bridge_subnet, _ = flannel.split_lease(own.subnet)
     if host.docker_bridge is None:
         problems.append("Docker's bridge network could not be read")
-    elif not _same_network(docker_subnet, own.subnet):
-        problems.append(f"Docker's bridge is {docker_subnet or 'unset'} (its bip)")
+    elif not _same_network(docker_subnet, bridge_subnet):
+        problems.append(
+            f"Docker's bridge is {docker_subnet or 'unset'} (its bip), not {bridge_subnet}"
+        )
     elif env_subnet and gateway != env_subnet.split("/")[0]:
         problems.append(f"Docker's bridge gateway is {gateway}, subnet.env's {env_subnet}")
     evidence = f"lease {own.subnet} (VTEP {own.vtep_mac})"
@@ -245,7 +249,8 @@ def check_subnet_lease(overlay: Overlay, host: HostFacts) -> Verdict:
         )  # fmt: skip
     return Verdict(
         "subnet-lease", host.name, PASS,
-        f"{evidence} = subnet.env's FLANNEL_SUBNET {env_subnet} = Docker's bip ({gateway})",
+        f"{evidence} = subnet.env's FLANNEL_SUBNET {env_subnet}; Docker's bridge "
+        f"{docker_subnet} (bip {gateway}) is cut from it",
     )  # fmt: skip
 
 

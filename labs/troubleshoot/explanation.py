@@ -566,8 +566,14 @@ def _bridge_hops(facts: Facts, kernel: KernelFacts, path: dict[str, Any]) -> Non
             "bridge",
             {key: link.get(key) for key in ("ifname", "mtu", "address", "operstate")},
             f"{device}: Linux bridge, mtu {link.get('mtu')}, MAC {link.get('address')}",
-            f"the bridge {facts.host}'s dockerd made with --bip from its subnet lease; every "
-            "container's veth is a port of it",
+            (
+                f"the bridge {facts.host}'s dockerd made with --bip from the first half of its "
+                "subnet lease"
+                if device == "docker0"
+                else f"the bridge of a user-defined Docker network (a Compose project's...), "
+                f"its subnet from {facts.host}'s address pool, the second half of its lease"
+            )
+            + "; the veth of every container on it is one of its ports",
         )
     )
     neighbour = pick_neighbour(kernel.neighbours, address)

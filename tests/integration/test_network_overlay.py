@@ -142,7 +142,12 @@ async def test_three_hosts_hold_distinct_leases_in_flannels_layout(lab):
             "FLANNEL_IPMASQ": "true" if host.index == 3 else "false",
         }
         docker = json.loads(host.docker_opts_file.read_text())
-        assert docker["bip"] == env["FLANNEL_SUBNET"] and docker["mtu"] == 1450
+        # docker0 takes the lease's first half, Docker's address pool the second
+        half = lease.subnet.prefixlen + 1
+        assert docker["bip"] == f"{lease.subnet.network_address + 1}/{half}"
+        assert docker["mtu"] == 1450
+        pool = lease.subnet.network_address + 2 ** (32 - half)
+        assert docker["default-address-pools"] == [{"base": f"{pool}/{half}", "size": 28}]
 
 
 async def test_every_host_has_the_device_and_exactly_the_entries_for_the_others(lab):
@@ -190,6 +195,17 @@ def test_forwarding_and_masquerade_rules_are_flannels(lab):
     assert '-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG' in masq
     chain = lab.hosts[3].run("iptables", "-w", "-t", "nat", "-S", "FLANNEL-POSTRTG")
     assert chain.count("-j MASQUERADE --random-fully") == 2
+
+
+def test_docker_s_isolation_is_lifted_between_networks_inside_the_lease(lab):
+    # No dockerd runs here: the agent makes DOCKER-USER itself, as dockerd would find it.
+    lease = lease_of(lab, lab.hosts[1])
+    assert lease is not None
+    user = lab.hosts[1].run("iptables", "-w", "-S", "DOCKER-USER")
+    jump = '-A DOCKER-USER -m comment --comment "discovery lease networks" -j DISCOVERY-LEASE'
+    assert jump in user
+    chain = lab.hosts[1].run("iptables", "-w", "-S", "DISCOVERY-LEASE")
+    assert f"-A DISCOVERY-LEASE -s {lease.subnet} -d {lease.subnet}" in chain
 
 
 async def test_entries_deleted_by_hand_come_back(lab):
@@ -345,6 +361,7 @@ async def test_a_clean_stop_keeps_lease_and_device_but_removes_rules(lab):
     link, _, _ = await kernel(host)
     assert link is not None and link.mac == before.vtep_mac
     assert host.run("iptables", "-w", "-S", "FLANNEL-FWD", check=False) == ""
+    assert host.run("iptables", "-w", "-S", "DISCOVERY-LEASE", check=False) == ""
 
 
 async def test_a_deleted_lease_disappears_from_every_other_host(lab):

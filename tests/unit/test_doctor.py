@@ -109,10 +109,10 @@ def test_a_lease_docker_and_subnet_env_disagreeing_fail_subnet_lease(facts: LabF
     host2.docker_bridge["IPAM"]["Config"][0]["Subnet"] = "172.17.0.0/16"
     assert not_passing(facts) == [("subnet-lease", "host2", "FAIL")]
     assert (
-        "Docker's bridge is 172.17.0.0/16 (its bip)"
+        "Docker's bridge is 172.17.0.0/16 (its bip), not 10.5.9.0/25"
         in verdict(facts, "subnet-lease", "host2").evidence
     )
-    host2.docker_bridge["IPAM"]["Config"][0]["Subnet"] = "10.5.9.0/24"
+    host2.docker_bridge["IPAM"]["Config"][0]["Subnet"] = "10.5.9.0/25"
     host2.subnet_env = host2.subnet_env.replace(
         "FLANNEL_SUBNET=10.5.9.1/24", "FLANNEL_SUBNET=10.5.77.1/24"
     )

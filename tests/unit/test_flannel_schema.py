@@ -190,13 +190,49 @@ SUBNET_ENV = "FLANNEL_NETWORK=10.5.0.0/16\nFLANNEL_SUBNET=10.5.7.1/24\nFLANNEL_M
 def test_docker_options_from_subnet_env_follow_mk_docker_opts(ipmasq, docker_masquerades):
     values = flannel.parse_subnet_env(f"{SUBNET_ENV}FLANNEL_IPMASQ={ipmasq}\n")
     options = flannel.docker_options(values)
-    assert options.bip == ipaddress.IPv4Interface("10.5.7.1/24")
-    assert (str(options.bip), str(options.bip.ip), options.mtu) == ("10.5.7.1/24", "10.5.7.1", 1450)
+    # docker0 takes the lease's first half, Docker's address pool the second
+    assert options.bip == ipaddress.IPv4Interface("10.5.7.1/25")
+    assert (str(options.bip.ip), options.mtu) == ("10.5.7.1", 1450)
     assert options.ip_masq is docker_masquerades
-    expected = {"bip": "10.5.7.1/24", "mtu": 1450}
+    expected = {
+        "bip": "10.5.7.1/25",
+        "mtu": 1450,
+        "default-address-pools": [{"base": "10.5.7.128/25", "size": 28}],
+    }
     if not docker_masquerades:
         expected["ip-masq"] = False  # flannel masquerades, so Docker must not
     assert options.daemon_json() == expected
+    assert options.flags() == [
+        "--bip=10.5.7.1/25",
+        "--mtu=1450",
+        "--default-address-pool=base=10.5.7.128/25,size=28",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("lease", "bridge", "pool", "size"),
+    [
+        ("10.5.7.0/24", "10.5.7.0/25", "10.5.7.128/25", 28),
+        ("10.5.16.0/20", "10.5.16.0/21", "10.5.24.0/21", 24),
+        ("10.5.7.64/26", "10.5.7.64/27", "10.5.7.96/27", 28),
+    ],
+)
+def test_a_lease_is_split_between_docker0_and_docker_s_address_pool(lease, bridge, pool, size):
+    bridge_net, address_pool = flannel.split_lease(ipaddress.IPv4Network(lease))
+    assert address_pool is not None
+    assert (str(bridge_net), str(address_pool.base), address_pool.size) == (bridge, pool, size)
+    # every network Docker can cut from the pool is inside the lease, none on docker0's
+    networks = list(address_pool.base.subnets(new_prefix=address_pool.size))
+    assert all(n.subnet_of(ipaddress.IPv4Network(lease)) for n in networks)
+    assert not any(n.overlaps(bridge_net) for n in networks)
+
+
+def test_a_lease_too_small_to_cut_stays_whole_on_docker0():
+    lease = ipaddress.IPv4Network("10.5.7.0/27")
+    assert flannel.split_lease(lease) == (lease, None)
+    options = flannel.docker_options_for_lease(lease, 1450)
+    assert "default-address-pools" not in options.daemon_json()
+    assert str(options.bip) == "10.5.7.1/27"
 
 
 @pytest.mark.parametrize(

@@ -158,6 +158,10 @@ def test_forward_rules_are_flannels():
         f"filter FORWARD {c} -j FLANNEL-FWD",
         f"filter FLANNEL-FWD -s 10.5.0.0/16 {c} -j ACCEPT",
         f"filter FLANNEL-FWD -d 10.5.0.0/16 {c} -j ACCEPT",
+        # Docker's isolation between its bridges is lifted inside this host's lease only
+        "filter DOCKER-USER -m comment --comment discovery lease networks -j DISCOVERY-LEASE",
+        "filter DISCOVERY-LEASE -s 10.5.1.0/24 -d 10.5.1.0/24 -m comment --comment discovery "
+        "lease networks -j ACCEPT",
     ]
     assert [chain.chain for chain in unwanted] == ["FLANNEL-POSTRTG"]
 
@@ -166,7 +170,7 @@ def test_masquerade_rules_are_flannels():
     wanted, unwanted = chains_for(NETWORK, N("10.5.1.0/24"), ip_masq=True)
     c = "-m comment --comment flanneld masq"
     assert unwanted == []
-    assert rule_lines(wanted)[3:] == [
+    assert rule_lines(wanted)[5:] == [
         f"nat POSTROUTING {c} -j FLANNEL-POSTRTG",
         f"nat FLANNEL-POSTRTG -s 10.5.0.0/16 -d 10.5.0.0/16 {c} -j RETURN",
         f"nat FLANNEL-POSTRTG ! -s 10.5.0.0/16 -d 10.5.1.0/24 {c} -j RETURN",
@@ -196,14 +200,17 @@ def test_subnet_env_round_trips_to_the_remembered_subnet():
 def test_docker_options():
     assert bip(N("10.5.7.0/24")) == "10.5.7.1/24"
     assert json.loads(render_docker_options(ENV, "daemon.json")) == {
-        "bip": "10.5.1.1/24",
+        "bip": "10.5.1.1/25",
         "mtu": 1450,
+        "default-address-pools": [{"base": "10.5.1.128/25", "size": 28}],
         "ip-masq": False,
     }
     plain = SubnetEnv(NETWORK, N("10.5.1.0/24"), 1450, ip_masq=False)
     assert "ip-masq" not in json.loads(render_docker_options(plain, "daemon.json"))
     env = parse_subnet_env(render_docker_env(ENV))
-    assert env["DOCKER_OPTS"] == '" --bip=10.5.1.1/24 --ip-masq=false --mtu=1450"'
+    pool = "--default-address-pool=base=10.5.1.128/25,size=28"
+    assert env["DOCKER_OPTS"] == f'" --bip=10.5.1.1/25 --ip-masq=false --mtu=1450 {pool}"'
+    assert env["DOCKER_OPT_ADDRESS_POOL"] == f'"{pool}"'
     assert render_docker_options(ENV, "docker") == render_docker_env(ENV)
 
 

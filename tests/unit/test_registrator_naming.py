@@ -169,3 +169,18 @@ def test_environment_map() -> None:
         "SERVICE_NAME2": "x",
     }
     assert environment_map(None) == {}
+
+
+def test_a_compose_project_s_name_is_a_tag_after_the_container_s_own():
+    labels = {
+        "com.docker.compose.service": "api",
+        "com.docker.compose.project": "Shop_Front",
+        "discovery.tags": "v2",
+    }
+    naming = name_port(labels, {}, IMAGE, 80)
+    assert (naming.service, naming.tags) == ("api", ("v2", "shop-front"))
+    # the same word twice is one tag; a project name that cannot be a DNS label is dropped
+    labels["discovery.tags"] = "shop-front"
+    assert name_port(labels, {}, IMAGE, 80).tags == ("shop-front",)
+    labels["com.docker.compose.project"] = "!!!"
+    assert name_port(labels, {}, IMAGE, 80).dropped_tags == ("!!!",)
