@@ -6,8 +6,9 @@ Every running container is registered within milliseconds of starting, under
 the agent's etcd lease, and removed when it stops; if the agent dies, the
 lease expires and its records go with it. The pieces:
 
-* ``naming``, ``desired``, ``events``, ``reconcile``: pure decisions (which
-  name, which records, which event matters, what to write);
+* ``naming``, ``desired``, ``host_ports``, ``events``, ``reconcile``: pure
+  decisions (which name, which records, which published ports other hosts
+  reach, which event matters, what to write);
 * ``docker_source``: the Docker API (list, inspect, events), the only module
   here that imports the Docker SDK;
 * ``writer``: the etcd side, through the ``Store`` it is given (``run``
@@ -31,6 +32,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from agent.registrator.docker_source import DockerSource
+from agent.registrator.host_ports import ADDRESS_MODES, HOST, INTERNAL, LABEL_ADDRESS
 from agent.registrator.lease_file import DEFAULT_STATE_DIR, lease_file_path
 from agent.registrator.metrics import ServicesMetrics
 from agent.registrator.node_checks import keep_checking
@@ -101,11 +103,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"every address; '' turns the rule off (default {DEFAULT_SUBNET_FILE})",
     )
     group.add_argument(
+        "--address-mode",
+        choices=ADDRESS_MODES,
+        default=None,
+        help=f"which address a container is registered at, unless its label {LABEL_ADDRESS} "
+        f"says otherwise: '{INTERNAL}', its own addresses inside this host's lease "
+        f"(registrator -internal), or '{HOST}', this host's address and the container's "
+        "published ports (registrator without -internal); default "
+        f"'{HOST}' with --advertise-ip, else '{INTERNAL}'",
+    )
+    group.add_argument(
         "--advertise-ip",
         metavar="IP",
         default=None,
-        help="host-address mode: register this address and the published ports, "
-        "as registrator does without -internal (default: the containers' own addresses)",
+        help="the address host-address mode registers (default: --node-ip, else the "
+        "default route's source address); given alone, it makes host-address mode the "
+        "default, as it did before --address-mode",
     )
 
 
@@ -148,6 +161,7 @@ async def run(
     ``registry``: where its metrics go (agent/cli.py serves it for --metrics)."""
     node = host_name_from(getattr(args, "host_name", None))
     advertise_ip = _checked_ip(args.advertise_ip) if args.advertise_ip else None
+    address_mode = getattr(args, "address_mode", None) or (HOST if advertise_ip else INTERNAL)
     node_ip = getattr(args, "node_ip", None) or getattr(args, "public_ip", None)
     host_address = (
         advertise_ip
@@ -171,8 +185,9 @@ async def run(
     metrics.lease_held.set_function(lambda: keeper.lease_id is not None)
     docker = DockerSource(args.docker_host)
     subnet_path = getattr(args, "subnet_file", DEFAULT_SUBNET_FILE)
-    # Host-address mode registers the host's address only: no lease to judge by.
-    subnet_file = SubnetFile(Path(subnet_path)) if subnet_path and not advertise_ip else None
+    # Read in host-address mode too: a container labelled discovery.address=internal
+    # is judged by the lease.
+    subnet_file = SubnetFile(Path(subnet_path)) if subnet_path else None
     if subnet_file is not None:
         subnet_file.refresh()  # before the first listing, so it already follows the rule
     registrator = Registrator(
@@ -184,6 +199,7 @@ async def run(
             advertise_ip=advertise_ip,
             host_address=host_address,
             subnet_file=subnet_file,
+            address_mode=address_mode,
         ),
         metrics=metrics,
     )
@@ -193,7 +209,8 @@ async def run(
             "fields": {
                 "node": node,
                 "docker": args.docker_host,
-                "mode": f"host-address {advertise_ip}" if advertise_ip else "container-address",
+                "address_mode": address_mode,
+                "host_address": advertise_ip or host_address or "-",
                 "etcd": ",".join(settings.etcd_endpoints),
                 "lease_ttl_s": settings.lease_ttl_s,
                 "subnet_file": str(subnet_file.path) if subnet_file else "-",

@@ -9,10 +9,14 @@ What an endpoint is, in two modes:
 * container-address mode (the default, registrator's ``-internal``): one
   endpoint per (address on each of the container's networks, exposed port).
   Clients on the overlay reach the container directly.
-* host-address mode (``--advertise-ip IP``, registrator without ``-internal``):
-  one endpoint per published port, at the host's address and the host port.
-  Ports that are exposed but not published cannot be reached through the host
-  and are left out.
+* host-address mode (registrator without ``-internal``): one endpoint per
+  published port, at the host's address and the host port; host_ports.py says
+  which bindings count. A container asks for it with the label
+  ``discovery.address=host`` (or ``internal``); ``address_mode`` is the agent's
+  default (``--address-mode``). Ports exposed but not published cannot be
+  reached through the host and are left out; a container with no published
+  port that other hosts reach is not registered at all, and ``not_offered``
+  says why, for the runner to log once.
 
 Which addresses other hosts can reach (container-address mode): the overlay
 routes each host's flannel lease and nothing else, so an address inside this
@@ -28,9 +32,10 @@ on a host without an overlay. Host-address mode and ``--network host``
 containers register the host's address, which is always reachable.
 
 A container with no usable port still gets one endpoint per address with port
-0, so its name resolves (an A record without SRV). A container on the host's
-own network (``--network host``) has no address of its own: it is registered
-at the host's address. Only running containers are registered; a paused one
+0, so its name resolves (an A record without SRV); not in host-address mode,
+where only a published port is reachable. A container on the host's own
+network (``--network host``) has no address of its own: it is registered at
+the host's address. Only running containers are registered; a paused one
 stays registered with health ``paused`` so DNS stops answering it but the
 record, and its registration time, survive the pause.
 """
@@ -42,6 +47,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent.registrator.host_ports import (
+    HOST,
+    INTERNAL,
+    NotOffered,
+    container_address_mode,
+    published_host_ports,
+)
 from agent.registrator.naming import (
     NamingRefused,
     PortNaming,
@@ -88,6 +100,8 @@ class Desired:
     notes: tuple[str, ...] = ()  # problems that did not stop registration
     # addresses left out because no other host can reach them (outside the lease)
     unreachable: tuple[Unreachable, ...] = ()
+    # host-address mode: published ports left out, and why (host_ports.py)
+    not_offered: tuple[NotOffered, ...] = ()
 
     def records(self, prefix: str, domain: str) -> dict[str, Endpoint]:
         """The endpoints by etcd key."""
@@ -192,8 +206,8 @@ def unreachable_advice(lease: ipaddress.IPv4Network) -> str:
         f"attach the container to a network inside this host's lease {lease} (the default "
         "bridge; a network made without --subnet where dockerd's address pool is in the "
         f"lease, as on the lab's hosts; or docker network create --subnet <a free range of "
-        f"{lease}>), or publish its ports and run the agent in host-address mode "
-        "(--advertise-ip)"
+        f"{lease}>), or publish its ports and register it at the host's address "
+        "(label discovery.address=host, or the agent's --address-mode host)"
     )
 
 
@@ -201,42 +215,27 @@ def _host_network(inspect: Mapping[str, Any]) -> bool:
     return (inspect.get("HostConfig") or {}).get("NetworkMode") == "host"
 
 
-def _published_targets(
+def _host_mode_targets(
     inspect: Mapping[str, Any], ports: list[tuple[int, str]], host_ip: str
-) -> list[_Target]:
+) -> tuple[list[_Target], list[NotOffered]]:
+    """Host-address mode: the published ports other hosts reach at ``host_ip``."""
+    if _host_network(inspect):
+        # Its ports are the host's ports: every exposed port is reachable.
+        return [_Target(host_ip, port, proto, port) for port, proto in ports], []
     published = (inspect.get("NetworkSettings") or {}).get("Ports") or {}
-    targets: list[_Target] = []
-    seen: set[tuple[int, str]] = set()
-    for container_port, protocol in ports:
-        # Docker lists one binding per host address family (0.0.0.0 and ::)
-        # for the same host port: one endpoint is enough.
-        for binding in published.get(f"{container_port}/{protocol}") or ():
-            host_port = str((binding or {}).get("HostPort") or "")
-            if not host_port.isdigit() or (int(host_port), protocol) in seen:
-                continue
-            seen.add((int(host_port), protocol))
-            targets.append(_Target(host_ip, int(host_port), protocol, container_port))
-    return targets
+    offered, not_offered = published_host_ports(published, ports, host_ip)
+    targets = [_Target(host_ip, p.host_port, p.protocol, p.container_port) for p in offered]
+    return targets, not_offered
 
 
 def _targets(
     inspect: Mapping[str, Any],
     ports: list[tuple[int, str]],
-    advertise_ip: str | None,
     host_address: str | None,
     lease: ipaddress.IPv4Network | None,
 ) -> tuple[list[_Target], list[str], list[Unreachable]]:
-    """(address, port) pairs to register, the addresses used for A-record fallback,
-    and the container's addresses left out as unreachable from other hosts."""
-    if advertise_ip is not None:
-        if _host_network(inspect):
-            # Its ports are the host's ports: every exposed port is reachable.
-            return (
-                [_Target(advertise_ip, port, proto, port) for port, proto in ports],
-                [advertise_ip],
-                [],
-            )
-        return _published_targets(inspect, ports, advertise_ip), [advertise_ip], []
+    """Container-address mode: (address, port) pairs to register, the addresses used
+    for A-record fallback, and the addresses left out as unreachable from other hosts."""
     addresses, unreachable = split_reachable(container_networks(inspect), lease)
     if not addresses and not unreachable and _host_network(inspect) and host_address:
         addresses = [host_address]
@@ -255,14 +254,17 @@ def desired_registrations(
     host_address: str | None = None,
     record_ttl_s: int = 5,
     lease: ipaddress.IPv4Network | None = None,
+    address_mode: str = INTERNAL,
 ) -> Desired:
     """The endpoints one container should have; see the module docstring.
 
     ``registered_at`` is passed in (not read from the clock) to keep this pure.
     ``host_address`` is the host's own address, used for ``--network host``
-    containers in container-address mode. ``lease`` is this host's subnet lease
-    (subnet.env's FLANNEL_SUBNET): container addresses outside it are left out
-    and listed in ``unreachable``; None registers every address.
+    containers, and in host-address mode unless ``advertise_ip`` is given.
+    ``lease`` is this host's subnet lease (subnet.env's FLANNEL_SUBNET):
+    container addresses outside it are left out and listed in ``unreachable``;
+    None registers every address. ``address_mode`` (``internal`` or ``host``)
+    is the agent's default; a container's label ``discovery.address`` wins.
     """
     container_id = str(inspect.get("Id") or "")
     container_name = str(inspect.get("Name") or "").lstrip("/")
@@ -280,9 +282,31 @@ def desired_registrations(
 
     notes: list[str] = []
     ports = _container_ports(inspect, notes)
-    targets, addresses, unreachable_list = _targets(
-        inspect, ports, advertise_ip, host_address, lease
-    )
+    try:
+        mode = container_address_mode(labels, address_mode)
+    except NamingRefused as error:
+        return Desired(container_id, container_name, refused=str(error), notes=tuple(notes))
+    not_offered: tuple[NotOffered, ...] = ()
+    unreachable_list: list[Unreachable]
+    if mode == HOST:
+        host_ip = advertise_ip or host_address
+        if host_ip is None:
+            return Desired(
+                container_id,
+                container_name,
+                refused="host-address mode, but this host's address is not known (--node-ip)",
+                notes=tuple(notes),
+            )
+        targets, not_offered_list = _host_mode_targets(inspect, ports, host_ip)
+        not_offered = tuple(not_offered_list)
+        if not targets and not _host_network(inspect):
+            return Desired(
+                container_id, container_name, notes=tuple(notes), not_offered=not_offered
+            )
+        # A --network host container without ports still gets an A record at the host.
+        addresses, unreachable_list = [host_ip], []
+    else:
+        targets, addresses, unreachable_list = _targets(inspect, ports, host_address, lease)
     unreachable = tuple(unreachable_list)
     if not addresses and unreachable:
         # It has addresses, but none that another host could reach.
@@ -342,6 +366,7 @@ def desired_registrations(
         tuple(endpoints),
         notes=tuple(dict.fromkeys(notes)),
         unreachable=unreachable,
+        not_offered=not_offered,
     )
 
 

@@ -17,7 +17,8 @@
   (subnet_file.py) and looks at every container again when it changes, so
   the rule "register only what other hosts can reach" follows the lease. A
   container's addresses left out by that rule are logged once, with the
-  reason and the way out, until they change.
+  reason and the way out, until they change; so are, in host-address mode,
+  the published ports other hosts cannot reach (host_ports.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from agent.registrator.desired import Desired, desired_registrations, unreachable_advice
 from agent.registrator.docker_source import DockerSource, DockerUnavailable, EventStream
 from agent.registrator.events import classify_event
+from agent.registrator.host_ports import INTERNAL
 from agent.registrator.metrics import ServicesMetrics
 from agent.registrator.subnet_file import SubnetFile
 from agent.registrator.sync_plan import RecordChange
@@ -51,9 +53,10 @@ SUBNET_FILE_POLL_S = 1.0
 @dataclass(frozen=True)
 class Options:
     node: str
-    advertise_ip: str | None = None  # host-address mode when set
-    host_address: str | None = None  # for --network host containers
+    advertise_ip: str | None = None  # the address host-address mode registers (else host_address)
+    host_address: str | None = None  # for --network host containers, and host-address mode
     subnet_file: SubnetFile | None = None  # this host's lease; None: register every address
+    address_mode: str = INTERNAL  # the default; a container's discovery.address label wins
 
 
 class Registrator:
@@ -74,6 +77,8 @@ class Registrator:
         self._refused: dict[str, str] = {}  # container id -> reason it was last refused
         # container id -> what was last logged about its unreachable addresses
         self._unreachable: dict[str, str] = {}
+        # container id -> what was last logged about its ports left out in host-address mode
+        self._not_offered: dict[str, str] = {}
         self._connected = False
         self.metrics = metrics or ServicesMetrics()
         self.metrics.docker_reachable.set_function(lambda: self._connected)
@@ -129,9 +134,11 @@ class Registrator:
                     host_address=self.options.host_address,
                     record_ttl_s=self.settings.record_ttl_s,
                     lease=self._lease(),
+                    address_mode=self.options.address_mode,
                 )
         self._note_refusal(desired)
         self._note_unreachable(desired)
+        self._note_not_offered(desired)
         records = desired.records(self.settings.prefix, self.settings.domain)
         for change in self.writer.set_container(container_id, records):
             _log_change(change)
@@ -185,6 +192,26 @@ class Registrator:
             },
         )
 
+    def _note_not_offered(self, desired: Desired) -> None:
+        """Log, once per container and change, the published ports that host-address
+        mode leaves out (or that the container published none)."""
+        if not desired.not_offered:
+            self._not_offered.pop(desired.container_id, None)
+            return
+        said = repr(desired.not_offered)
+        if self._not_offered.get(desired.container_id) == said:
+            return
+        self._not_offered[desired.container_id] = said
+        container = desired.container_name or desired.container_id[:12]
+        for left_out in desired.not_offered:
+            fields = {"container": container, "container_id": desired.container_id[:12]}
+            if left_out.port:
+                fields |= {"port": left_out.port, "binding": left_out.binding}
+                message = "published port not registered: other hosts cannot reach it"
+            else:
+                message = "container not registered: host-address mode and no port published"
+            log.warning(message, extra={"fields": fields | {"reason": left_out.reason}})
+
     def _lease(self) -> ipaddress.IPv4Network | None:
         subnet_file = self.options.subnet_file
         if subnet_file is None:
@@ -196,7 +223,7 @@ class Registrator:
     def _poke_known(self) -> None:
         """Look again at every container we hold records for or left out."""
         for container_id in dict.fromkeys(
-            [*self.writer.container_ids(), *self._unreachable, *self._refused]
+            [*self.writer.container_ids(), *self._unreachable, *self._refused, *self._not_offered]
         ):
             self.poke(container_id)
 
@@ -215,7 +242,13 @@ class Registrator:
         """Look at every running container and every container we hold records for."""
         running = await self.docker.running_container_ids()
         known = dict.fromkeys(
-            [*running, *self.writer.container_ids(), *self._refused, *self._unreachable]
+            [
+                *running,
+                *self.writer.container_ids(),
+                *self._refused,
+                *self._unreachable,
+                *self._not_offered,
+            ]
         )
         for container_id in known:
             self.poke(container_id)

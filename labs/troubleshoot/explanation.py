@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from discovery import flannel, schema
@@ -24,6 +25,8 @@ from labs.troubleshoot import dig_text, pcap, resolv_conf
 from labs.troubleshoot.facts import EtcdItem, Facts, KernelFacts, TraceFacts
 
 VXLAN_OVERHEAD_BYTES = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
+# Docker's published ports, on a host whose underlay address a record holds
+DNAT_RULES_ARGV = ("iptables", "-t", "nat", "-S", "DOCKER")
 
 
 # ---------------------------------------------------------------- reading kernel entries
@@ -113,6 +116,58 @@ def route_line(entry: dict[str, Any]) -> str:
         words += ["src", entry["prefsrc"]]
     words += [flag for flag in entry.get("flags", []) if flag]
     return " ".join(words)
+
+
+@dataclass(frozen=True)
+class DnatRule:
+    """One DNAT rule of Docker's nat chain, as ``iptables -t nat -S DOCKER`` prints it."""
+
+    line: str
+    protocol: str
+    port: int
+    destination: str  # -d, '' for any address of the host
+    to: str  # --to-destination: the container's address and port
+    not_in: str  # ! -i: the interface it does not apply to (Docker's bridge)
+
+
+def parse_dnat_rules(text: str) -> list[DnatRule]:
+    rules = []
+    for line in text.splitlines():
+        words = line.split()
+        if "DNAT" not in words or "--dport" not in words or "--to-destination" not in words:
+            continue
+
+        def after(flag: str, words: list[str] = words) -> str:
+            return words[words.index(flag) + 1] if flag in words[:-1] else ""
+
+        not_in = ""
+        for i, word in enumerate(words[:-2]):
+            if word == "!" and words[i + 1] == "-i":
+                not_in = words[i + 2]
+        port = after("--dport")
+        if not port.isdigit():
+            continue
+        rules.append(
+            DnatRule(
+                line.strip(), after("-p"), int(port), after("-d"), after("--to-destination"), not_in
+            )
+        )
+    return rules
+
+
+def dnat_rule_for(rules: list[DnatRule], address: str, protocol: str, port: int) -> DnatRule | None:
+    """The rule that rewrites packets for address:port/protocol, if any."""
+    for rule in rules:
+        if rule.protocol != protocol or rule.port != port:
+            continue
+        if rule.destination:
+            try:
+                if ipaddress.ip_address(address) not in ipaddress.ip_network(rule.destination):
+                    continue
+            except ValueError:
+                continue
+        return rule
+    return None
 
 
 # ---------------------------------------------------------------- the steps
@@ -281,8 +336,14 @@ def path_step(facts: Facts, kernel: KernelFacts, record: dict[str, Any] | None) 
     if not kernel.route_get:
         path["problems"].append(f"{facts.host}'s kernel has no route to {address}")
         return path
+    owner = _host_named(facts, address)
     kind = link_kind(kernel.link)
-    if kind == "vxlan":
+    if owner:
+        # A record in host-address mode (or of a --network host container): the
+        # address is a lab host's own, on the underlay; no overlay on the way.
+        path["kind"] = "underlay"
+        _underlay_hops(facts, kernel, path, owner, record)
+    elif kind == "vxlan":
         path["kind"] = "overlay"
         _overlay_hops(facts, kernel, path)
     elif kind == "bridge":
@@ -416,6 +477,72 @@ def _overlay_hops(facts: Facts, kernel: KernelFacts, path: dict[str, Any]) -> No
         problems.append(f"FDB dst {fdb['dst']} is not the lease's PublicIP {lease.public_ip}")
     if vx.get("vni") != lease.vni:
         problems.append(f"{device} has VNI {vx.get('vni')}, the lease says {lease.vni}")
+
+
+def _underlay_hops(
+    facts: Facts,
+    kernel: KernelFacts,
+    path: dict[str, Any],
+    owner: str,
+    record: dict[str, Any] | None,
+) -> None:
+    """A lab host's underlay address: route -> (on that host) Docker's DNAT rule."""
+    hops, address = path["hops"], kernel.address
+    chosen, device = kernel.route_get[0], route_device(kernel.route_get)
+    if owner == facts.host:
+        route_why = (
+            f"{address} is {facts.host}'s own underlay address: the packet stays on "
+            f"{facts.host} ({device}), no overlay and no VXLAN"
+        )
+    else:
+        route_why = (
+            f"{address} is {owner}'s underlay address: the packet crosses the lab's underlay "
+            f"network on {device} as it is, not the VXLAN overlay"
+        )
+    hops.append(_hop("route", chosen, f"ip route get {address}: {route_line(chosen)}", route_why))
+    port = int(record.get("port") or 0) if record else 0
+    if not record or not port:
+        path["note"] = (
+            f"the record has no port: {address} is {owner} itself, as for a container on "
+            f"{owner}'s own network (--network host), which shares {owner}'s addresses; no NAT"
+        )
+        return
+    protocol = str(record.get("protocol") or "tcp")
+    command = " ".join(DNAT_RULES_ARGV)
+    read = facts.dnat.get(owner)
+    if read is None or not read.ok:
+        why = read.stderr.strip() if read is not None else "not read"
+        path["note"] = f"{owner}'s DNAT rules could not be read ({command}: {why})"
+        return
+    rule = dnat_rule_for(parse_dnat_rules(read.stdout), address, protocol, port)
+    if rule is None:
+        path["note"] = (
+            f"{owner}'s nat table has no DNAT rule for {protocol} port {port} ({command} on "
+            f"{owner}): either a container on {owner}'s own network (--network host) listens "
+            "on that port itself, or the port is not published (any more)"
+        )
+        return
+    why = (
+        f"{owner}'s Docker published the port (docker run -p): a packet for "
+        f"{address}:{port}/{protocol} gets the destination {rule.to}, the container's own "
+        f"address and port, and {owner} routes it to its bridge. The record holds {owner}'s "
+        "address and the host port because its agent registered the container in "
+        "host-address mode (label discovery.address=host, or the agent's --address-mode host)"
+    )
+    if owner == facts.host and rule.not_in:
+        why += (
+            f"; from a container on {owner} itself the packet comes in on {rule.not_in}, "
+            "which this rule leaves out (! -i): Docker's userland proxy (docker-proxy, "
+            "listening on the published port) carries it instead"
+        )
+    hops.append(
+        _hop(
+            "dnat",
+            {"host": owner, "command": command, "rule": rule.line},
+            f"on {owner}, {command}: {rule.line}",
+            why,
+        )
+    )
 
 
 def _bridge_hops(facts: Facts, kernel: KernelFacts, path: dict[str, Any]) -> None:

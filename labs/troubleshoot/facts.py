@@ -99,6 +99,9 @@ class Facts:
     kernel: list[KernelFacts] = field(default_factory=list)
     traces: list[TraceFacts] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # iptables -t nat -S DOCKER of each lab host whose underlay address was answered
+    # (a record registered in host-address mode), by host name
+    dnat: dict[str, CommandOutput] = field(default_factory=dict)
 
 
 def to_json(facts: Facts) -> str:
@@ -119,4 +122,5 @@ def from_json(text: str) -> Facts:
     data["traces"] = [
         TraceFacts(**{**item, "probe": _command(item["probe"])}) for item in data["traces"]
     ]
+    data["dnat"] = {host: CommandOutput(**out) for host, out in data.get("dnat", {}).items()}
     return Facts(**data)

@@ -2,8 +2,9 @@
 
 I/O orchestration: it asks each shell in turn (a probe container's
 resolv.conf, then the DNS server for each name the resolver would try, then
-the kernel for each address answered, and with ``trace`` a capture per
-address), while etcd is read alongside. Which question comes next is decided
+the kernel for each address answered, Docker's DNAT rules on a lab host whose
+underlay address was answered, and with ``trace`` a capture per address),
+while etcd is read alongside. Which question comes next is decided
 by the pure modules; the store is a parameter, so a test may hand in any
 ``Store``.
 """
@@ -18,6 +19,7 @@ from discovery.store_api import Store
 from labs.troubleshoot import capture, dig_text, dns_query, docker_probe, explanation, kernel
 from labs.troubleshoot.etcd_records import read_etcd
 from labs.troubleshoot.facts import CommandOutput, Facts, KernelFacts, TraceFacts
+from labs.troubleshoot.host_shell import run_on
 from labs.troubleshoot.hosts import LabHost, LabHosts
 from labs.troubleshoot.resolv_conf import candidate_names, parse_resolv_conf
 
@@ -77,11 +79,13 @@ async def gather(
                 await asyncio.gather(*(kernel.kernel_facts(host, a) for a in addresses))
             )
             timings["kernel"] = _ms(step)
+            await _read_dnat_rules(facts, lab, addresses)
             if trace:
                 step = time.monotonic()
                 # One at a time: each capture must see its own probe's packet.
+                bridge = await _probe_bridge(host, facts)
                 for kernel_facts in facts.kernel:
-                    facts.traces.append(await _trace(host, probe_image, kernel_facts))
+                    facts.traces.append(await _trace(host, probe_image, kernel_facts, bridge))
                 timings["trace"] = _ms(step)
         facts.records, facts.subnet_leases = await etcd
     finally:
@@ -89,6 +93,16 @@ async def gather(
     timings["total"] = _ms(started)
     facts.timings_ms = timings
     return facts
+
+
+async def _read_dnat_rules(facts: Facts, lab: LabHosts, addresses: list[str]) -> None:
+    """Docker's DNAT rules on each lab host whose underlay address was answered: a
+    record in host-address mode is reached through one of them."""
+    names = sorted({lab.name_of_underlay_ip(a) for a in addresses} - {""})
+    outputs = await asyncio.gather(
+        *(run_on(lab.hosts[name], list(explanation.DNAT_RULES_ARGV)) for name in names)
+    )
+    facts.dnat = dict(zip(names, outputs, strict=True))
 
 
 async def _ask_as_the_resolver_does(facts: Facts, host: LabHost) -> None:
@@ -104,7 +118,18 @@ async def _ask_as_the_resolver_does(facts: Facts, host: LabHost) -> None:
             return
 
 
-async def _trace(host: LabHost, image: str, facts: KernelFacts) -> TraceFacts:
+async def _probe_bridge(host: LabHost, facts: Facts) -> str:
+    """The bridge a probe container's packets enter the host by: the one holding its
+    nameserver's address (the lab's DNS server listens on Docker's bridge)."""
+    nameservers = parse_resolv_conf(facts.resolv_conf.stdout).nameservers
+    if not nameservers:
+        return ""
+    argv = ["ip", "-j", "addr", "show", "to", nameservers[0]]
+    found = await kernel.read_json(host, argv, [])
+    return str(found[0].get("ifname", "")) if found else ""
+
+
+async def _trace(host: LabHost, image: str, facts: KernelFacts, bridge: str = "") -> TraceFacts:
     kind = explanation.link_kind(facts.link)
     address = facts.address
 
@@ -130,6 +155,10 @@ async def _trace(host: LabHost, image: str, facts: KernelFacts) -> TraceFacts:
         )
         return await capture.capture_while(host, address, interface, capture_filter, probe, True)
     device = explanation.route_device(facts.route_get)
+    if facts.route_get and facts.route_get[0].get("type") == "local" and bridge:
+        # The host's own address (a record in host-address mode): the probe's packet
+        # comes in from the container's bridge and never crosses lo.
+        device = bridge
     return await capture.capture_while(
         host, address, device, f"icmp and dst host {address}", probe, False
     )

@@ -156,9 +156,11 @@ def render_text(result: dict[str, Any]) -> str:
         for record in result["records"]:
             out += _record(record)
     for path in result["paths"]:
-        kind = {"overlay": "over the VXLAN overlay", "local": "on this host's bridge"}.get(
-            path["kind"], path["kind"]
-        )
+        kind = {
+            "overlay": "over the VXLAN overlay",
+            "local": "on this host's bridge",
+            "underlay": "a lab host's underlay address",
+        }.get(path["kind"], path["kind"])
         to = f" ({path['to']})" if path["to"] else ""
         out += _line("4 path", f"to {path['address']}{to}, {kind}:")
         for hop in path["hops"]:

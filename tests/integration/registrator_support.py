@@ -115,11 +115,12 @@ def run_container(
     labels: dict[str, str] | None = None,
     env: dict[str, str] | None = None,
     exposed: list[int] | None = None,
-    published: dict[int, int | None] | None = None,
+    published: dict[int, int | tuple[str, int] | None] | None = None,
     healthcheck: dict[str, Any] | None = None,
     restart_always: bool = False,
 ) -> str:
-    """Create and start a container; returns its id. ``exposed`` ports are not published."""
+    """Create and start a container; returns its id. ``exposed`` ports are not published;
+    ``published`` maps a container port to a host port, or to (host address, host port)."""
     api = client.api
     ports: list[int] = [*(exposed or []), *(published or {})]
     host_config = api.create_host_config(

@@ -184,7 +184,7 @@ async def test_host_address_mode_registers_published_ports(
     docker_cleanup: DockerHost, settings: Settings, start_agent: StartAgent
 ) -> None:
     client, images = docker_cleanup.client, docker_cleanup.images
-    start_agent(docker_cleanup.url, settings, extra_args=["--advertise-ip", "10.99.0.11"])
+    agent = start_agent(docker_cleanup.url, settings, extra_args=["--advertise-ip", "10.99.0.11"])
     published = run_container(
         client,
         images["web"],
@@ -199,14 +199,11 @@ async def test_host_address_mode_registers_published_ports(
         return str(client.api.inspect_container(cid)["Name"][1:])
 
     # The published port at the host's address; the unpublished 9090 is left
-    # out; a container without published ports is an A record at the host.
-    await wait_records(
-        settings,
-        expect(
-            ("web", name(published), "10.99.0.11", 18080, "passing"),
-            ("base", name(bare), "10.99.0.11", 0, "passing"),
-        ),
-    )
+    # out; a container without published ports is not registered (nothing of it
+    # is reachable at the host's address), and the log says so.
+    await wait_records(settings, expect(("web", name(published), "10.99.0.11", 18080, "passing")))
+    agent.wait_log(f"container={name(bare)}")
+    assert "no port published" in agent.log_text()
     # The host's node record, under the same lease, names the advertised address.
     async with EtcdStore(settings) as store:
         found = await store.get(node_key(settings.prefix, settings.domain, "host1"))

@@ -91,7 +91,7 @@ async def test_a_user_bridge_outside_the_lease_is_not_registered_and_the_log_say
     assert "level=warning" in line
     assert f"container={outside.name}" in line
     assert f"lease={docker_cleanup.subnet}" in line
-    assert "docker network create --subnet" in line and "--advertise-ip" in line
+    assert "docker network create --subnet" in line and "discovery.address=host" in line
 
     # Connected to the default bridge too, it is registered there, and only there.
     client.networks.get("bridge").connect(outside.id)

@@ -22,6 +22,7 @@ from agent.registrator.desired import (
     split_reachable,
     unreachable_advice,
 )
+from agent.registrator.host_ports import NOTHING_PUBLISHED
 
 CID = "385f0d3550ce510b7937211190eb6e44c9d6c7f0e5bf318c3404e804a864d9e3"
 NOW = "2026-11-23T10:00:00.000Z"
@@ -247,27 +248,31 @@ PUBLISHED_80 = {
 
 def test_host_mode_registers_the_published_port_once() -> None:
     inspect = inspect_data(published=PUBLISHED_80)
-    assert summary(inspect, advertise_ip="192.168.56.11") == [
+    assert summary(inspect, advertise_ip="192.168.56.11", address_mode="host") == [
         ("web", "192.168.56.11", 8080, "tcp", "http"),
     ]
 
 
 def test_host_mode_leaves_out_unpublished_ports() -> None:
     inspect = inspect_data(exposed=["80/tcp", "9090/tcp"], published=PUBLISHED_80)
-    assert summary(inspect, advertise_ip="192.168.56.11") == [
+    assert summary(inspect, advertise_ip="192.168.56.11", address_mode="host") == [
         ("web", "192.168.56.11", 8080, "tcp", "http"),
     ]
 
 
-def test_host_mode_without_published_ports_gives_an_a_record_at_the_host() -> None:
-    assert summary(inspect_data(), advertise_ip="192.168.56.11") == [
-        ("web", "192.168.56.11", 0, "tcp", ""),
-    ]
+def test_host_mode_without_published_ports_registers_nothing_and_says_why() -> None:
+    desired = desired_registrations(
+        inspect_data(), "host1", registered_at=NOW, advertise_ip="192.168.56.11",
+        address_mode="host",
+    )  # fmt: skip
+    assert desired.endpoints == ()
+    assert [n.reason for n in desired.not_offered] == [NOTHING_PUBLISHED]
+    assert not desired.refused and not desired.ignored
 
 
 def test_host_mode_naming_uses_the_container_port() -> None:
     inspect = inspect_data(published=PUBLISHED_80, env=["SERVICE_80_NAME=front"])
-    assert summary(inspect, advertise_ip="192.168.56.11")[0][0] == "front"
+    assert summary(inspect, advertise_ip="192.168.56.11", address_mode="host")[0][0] == "front"
 
 
 # ---------------------------------------------------------------- health
@@ -380,8 +385,9 @@ def test_host_address_mode_is_not_filtered_by_the_lease() -> None:
     # A Compose container outside the lease, its port published: reachable at the host.
     inspect = inspect_data(networks={"app_default": "172.18.0.2"}, published=PUBLISHED_80)
     desired = desired_registrations(
-        inspect, "host1", registered_at=NOW, advertise_ip="192.168.56.11", lease=LEASE
-    )
+        inspect, "host1", registered_at=NOW, advertise_ip="192.168.56.11", lease=LEASE,
+        address_mode="host",
+    )  # fmt: skip
     assert [(e.address, e.port) for e in desired.endpoints] == [("192.168.56.11", 8080)]
     assert desired.unreachable == ()
 
@@ -397,4 +403,4 @@ def test_the_advice_names_the_lease_and_both_ways_out() -> None:
     advice = unreachable_advice(LEASE)
     assert "10.5.75.0/24" in advice
     assert "docker network create --subnet" in advice
-    assert "--advertise-ip" in advice
+    assert "discovery.address=host" in advice
