@@ -80,10 +80,13 @@ async def gather_lab(
 
 
 async def _member(endpoint: str) -> MemberFacts:
+    # The member through ETCDCTL_ENDPOINTS, not --endpoints: etcdctl refuses the flag
+    # while the variable is set, as it is in a shell after `eval $(discoveryctl lab env)`.
     result = await run_command(
-        [etcd_binary("etcdctl"), f"--endpoints={endpoint}", "--dial-timeout=1s",
-         "--command-timeout=2s", "endpoint", "status", "-w", "json"],
+        [etcd_binary("etcdctl"), "--dial-timeout=1s", "--command-timeout=2s",
+         "endpoint", "status", "-w", "json"],
         timeout_s=5,
+        env={"ETCDCTL_ENDPOINTS": endpoint},
     )  # fmt: skip
     if not result.ok:
         lines = (result.stderr or "no answer").strip().splitlines()

@@ -245,6 +245,14 @@ def test_doctor_passes_every_check_on_the_healthy_lab(lab):
     assert {c["status"] for c in found["checks"]} == {"PASS"}
     text, took_text = doctor(lab)
     assert text.returncode == 0 and text.stdout.splitlines()[-1].startswith("0 FAIL, 0 WARN")
+    # the same in a learner's shell after `eval $(discoveryctl lab env host1)`, where
+    # ETCDCTL_ENDPOINTS is set (etcdctl then refuses an --endpoints flag)
+    learner = {**lab.env, "ETCDCTL_ENDPOINTS": ",".join(lab.state().etcd_endpoints)}
+    in_shell = subprocess.run(
+        [sys.executable, "-m", "discovery.cli", "doctor", "--name", lab.name],
+        capture_output=True, text=True, env=learner, timeout=60,
+    )  # fmt: skip
+    assert in_shell.returncode == 0, in_shell.stdout + in_shell.stderr
     print(f"\n$ discoveryctl doctor   ({took_text:.2f} s; -o json {took:.2f} s)\n{text.stdout}")
     one, _ = doctor(lab, "host2", "-o", "json")
     assert {c["host"] for c in json.loads(one.stdout)["checks"]} == {"lab", "host2"}
