@@ -1,6 +1,6 @@
 """The shop Compose app (labs/compose/shop) across a real 3-host lab, with Debian's docker-compose.
 
-One lab for the module (its own name, underlay 192.168.247.0/24, state dir).
+One lab for the module (its own name, underlay 192.168.233.0/24, state dir).
 docker-compose runs as a learner runs it: in a shell after `eval $(discoveryctl
 lab env HOST)`, with COMPOSE_FILE naming the shop's file. The API runs on host2
 and host3, the front end on host1 (--no-deps); then the API is scaled to 3 on
@@ -30,7 +30,7 @@ from tests.prerequisites import require_binary, require_root
 pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.netns, pytest.mark.etcd]
 
 LAB = f"cp{os.getpid() % 10000}"
-UNDERLAY = "192.168.247.0/24"
+UNDERLAY = "192.168.233.0/24"
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "labs" / "compose" / "shop" / "docker-compose.yml"
 HOSTS = ("host1", "host2", "host3")
