@@ -168,7 +168,6 @@ class DockerDaemon:
     mtu: int | None = None
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
-    dns_options: list[str] = field(default_factory=list)
     extra_args: list[str] = field(default_factory=list)
     # None picks the safe default for where the daemon runs (module docstring).
     iptables: bool | None = None
@@ -288,7 +287,6 @@ class DockerDaemon:
             cmd.append(f"--mtu={self.mtu}")
         cmd += [f"--dns={server}" for server in self.dns]
         cmd += [f"--dns-search={domain}" for domain in self.dns_search]
-        cmd += [f"--dns-opt={option}" for option in self.dns_options]
         cmd += self.extra_args
         if in_netns:
             # nsenter execs dockerd in place (no --fork), so the PID we get

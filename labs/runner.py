@@ -489,7 +489,6 @@ class Lab:
             mtu=options.mtu,
             dns=[host_state.dns_ip],
             dns_search=[f"service.{self.domain}"],
-            dns_options=list(provision.CONTAINER_DNS_OPTIONS),
             # the agent masquerades traffic leaving the overlay, as flannel does
             extra_args=["--ip-masq=false", *pool]
             # "default": dockerd makes the user dockremap and its subordinate ID range

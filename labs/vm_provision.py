@@ -141,26 +141,16 @@ def interface_holding(address: str, ip_addr_json: str) -> str:
 # ------------------------------------------------------------ docker options from the lease
 
 
-# Docker writes "options ndots:0" into the resolv.conf of a container on a
-# user-defined network (Compose's included). musl's resolver (busybox, Alpine)
-# then never tries the search domain, so `wget http://api/` says "bad address"
-# for a service on another host, which only the lab's DNS server knows as
-# api.service.lab (Docker's embedded DNS answers only local containers' names).
-# ndots:1 is the resolver's own default, as on the default bridge network.
-CONTAINER_DNS_OPTIONS = ("ndots:1",)
-
-
 def docker_daemon_config(subnet_env: Mapping[str, str], domain: str = "lab") -> dict[str, Any]:
     """daemon.json for this host's dockerd, from its subnet.env: what the local lab
     passes as flags (``--bip``, ``--mtu``, ``--default-address-pool``, ``--dns`` at
     the host's DNS server on the bridge address, ``--dns-search service.<domain>``,
-    ``--dns-opt ndots:1``, ``--ip-masq=false`` when the agent masquerades)."""
+    ``--ip-masq=false`` when the agent masquerades)."""
     options = _docker_options(subnet_env)
     return {
         **options.daemon_json(),
         "dns": [str(options.bip.ip)],
         "dns-search": [f"service.{domain}"],
-        "dns-opts": list(CONTAINER_DNS_OPTIONS),
     }
 
 

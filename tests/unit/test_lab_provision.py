@@ -67,12 +67,11 @@ def test_docker_config_agrees_with_the_agents_docker_options(ip_masq: bool) -> N
     values = provision.parse_subnet_env(agent_subnet_env.render_subnet_env(env))
     config = provision.docker_daemon_config(values, "lab")
     # What the agent itself would put in daemon.json, plus the lab's DNS settings,
-    # which the local lab passes to dockerd as --dns, --dns-search and --dns-opt.
+    # which the local lab passes to dockerd as --dns and --dns-search.
     assert config == {
         **agent_subnet_env.docker_options(env),
         "dns": ["10.5.7.1"],
         "dns-search": ["service.lab"],
-        "dns-opts": ["ndots:1"],
     }
     assert config["default-address-pools"] == [{"base": "10.5.7.128/25", "size": 28}]
     assert provision.render_host_env(values) == "LAB_DNS_LISTEN=10.5.7.1:53\n"
