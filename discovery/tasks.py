@@ -1,4 +1,5 @@
-"""Run a process's long-lived loops side by side, and notice when one ends.
+"""Run a process's long-lived loops side by side, and notice when one ends; and
+wait for a few calls together without leaving one behind (``gather_every``).
 
 An agent is a few loops that should run for as long as the process does
 (keep the lease, follow etcd, follow Docker, reconcile). ``asyncio.TaskGroup``
@@ -13,10 +14,25 @@ supervisor (systemd, or the local lab's) starts it again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Mapping
-from typing import Any
+from collections.abc import Awaitable, Coroutine, Mapping
+from typing import Any, TypeVar, cast
 
 from discovery.errors import DiscoveryError
+
+T = TypeVar("T")
+
+
+async def gather_every(*calls: Awaitable[T]) -> list[T]:
+    """Each call's result, in order; the first failure is raised once every call has
+    ended. ``asyncio.gather`` raises at the first and leaves the others running: with
+    etcd gone they fail a moment later, unheard, and ``asyncio.run`` prints each one
+    ("unhandled exception during asyncio.run() shutdown") under the command's own
+    one-line error."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[T], results)
 
 
 async def run_until_one_ends(loops: Mapping[str, Coroutine[Any, Any, Any]]) -> None:

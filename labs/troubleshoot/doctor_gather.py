@@ -19,7 +19,7 @@ from discovery import flannel, schema
 from discovery.cli import COMMAND_BUDGET_S  # a dead cluster is reported, not waited on
 from discovery.errors import DiscoveryError
 from discovery.settings import Settings
-from discovery.store_api import Store
+from discovery.store_api import KeyValue, Store
 from labs.etcd_server import etcd_binary
 from labs.runner import process_condition
 from labs.state import LabState
@@ -102,28 +102,34 @@ async def _member(endpoint: str) -> MemberFacts:
     )
 
 
+async def _read_etcd(
+    store: Store, settings: Settings, nodes_root: str
+) -> tuple[KeyValue | None, dict[str, KeyValue], dict[str, KeyValue], dict[str, KeyValue]]:
+    # One after the other: a few milliseconds each. Read side by side, the first
+    # failure would leave the others running, to fail unheard at exit.
+    config = await store.get(flannel.config_key(settings.network_prefix))
+    leases, _ = await store.get_prefix(flannel.subnets_prefix(settings.network_prefix))
+    records, _ = await store.get_prefix(schema.services_prefix(settings.prefix, settings.domain))
+    nodes, _ = await store.get_prefix(nodes_root)
+    return config, leases, records, nodes
+
+
 async def _etcd(lab: LabHosts, settings: Settings, store: Store) -> EtcdFacts:
     members = list(await asyncio.gather(*map(_member, lab.etcd_endpoints)))
     facts = EtcdFacts(members=members)
     nodes_root = schema.nodes_prefix(settings.prefix, settings.domain)
     try:
         config, leases, records, nodes = await asyncio.wait_for(
-            asyncio.gather(
-                store.get(flannel.config_key(settings.network_prefix)),
-                store.get_prefix(flannel.subnets_prefix(settings.network_prefix)),
-                store.get_prefix(schema.services_prefix(settings.prefix, settings.domain)),
-                store.get_prefix(nodes_root),
-            ),
-            COMMAND_BUDGET_S,
+            _read_etcd(store, settings, nodes_root), COMMAND_BUDGET_S
         )
     except (DiscoveryError, TimeoutError) as error:
         facts.error = str(error) or f"no answer within {COMMAND_BUDGET_S:.0f} s"
         return facts
     facts.reachable = True
     facts.config = config.value if config is not None else None
-    facts.subnet_leases = {key: kv.value for key, kv in leases[0].items()}
-    facts.records = {key: kv.value for key, kv in records[0].items()}
-    facts.nodes = {key[len(nodes_root) :]: kv.value for key, kv in nodes[0].items()}
+    facts.subnet_leases = {key: kv.value for key, kv in leases.items()}
+    facts.records = {key: kv.value for key, kv in records.items()}
+    facts.nodes = {key[len(nodes_root) :]: kv.value for key, kv in nodes.items()}
     return facts
 
 

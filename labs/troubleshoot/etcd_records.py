@@ -14,6 +14,7 @@ from discovery.cli import COMMAND_BUDGET_S  # a dead cluster is reported, not wa
 from discovery.errors import EtcdUnavailable
 from discovery.settings import Settings
 from discovery.store_api import KeyValue, Store
+from discovery.tasks import gather_every
 from labs.troubleshoot.facts import EtcdItem
 
 
@@ -34,12 +35,12 @@ async def read_etcd(store: Store, settings: Settings) -> tuple[list[EtcdItem], l
 
 
 async def _read(store: Store, settings: Settings) -> tuple[list[EtcdItem], list[EtcdItem]]:
-    records, leases = await asyncio.gather(
+    records, leases = await gather_every(
         _items(store, schema.services_prefix(settings.prefix, settings.domain)),
         _items(store, flannel.subnets_prefix(settings.network_prefix)),
     )
     lease_ids = sorted({kv.lease for kv in [*records, *leases] if kv.lease})
-    ttls = dict(zip(lease_ids, await asyncio.gather(*map(store.lease_ttl, lease_ids)), strict=True))
+    ttls = dict(zip(lease_ids, await gather_every(*map(store.lease_ttl, lease_ids)), strict=True))
 
     def item(kv: KeyValue) -> EtcdItem:
         return EtcdItem(

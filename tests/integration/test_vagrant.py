@@ -228,8 +228,12 @@ def test_docker_config_from_a_real_agents_subnet_env(vm_netns: str, tmp_path: Pa
         assert code == 0, (tmp_path / "agent.log").read_text()
         values = provision.parse_subnet_env(subnet_file.read_text())
         config = json.loads(out.read_text())
-        bip = values["FLANNEL_SUBNET"]
-        assert config["bip"] == bip and bip.startswith("10.5.")
+        lease = values["FLANNEL_SUBNET"]  # 10.5.X.1/24
+        # docker0 takes the lease's first half, Docker's address pool the second
+        bip = lease.replace("/24", "/25")
+        assert lease.endswith("/24") and config["bip"] == bip and bip.startswith("10.5.")
+        pool = lease.rsplit(".", 1)[0] + ".128/25"
+        assert config["default-address-pools"] == [{"base": pool, "size": 28}]
         assert config["mtu"] == int(values["FLANNEL_MTU"]) == 1450  # 1500 - VXLAN's 50
         assert config["dns"] == [bip.split("/")[0]]
         assert config["dns-search"] == ["service.lab"]
