@@ -3,7 +3,8 @@
     lab up [--hosts N] [--etcd-members 3]   create hosts, etcd, agents, DNS
     lab demo                                 web on host2 and host3, found from host1
     lab down                                 remove all of it
-    lab ls | status | ip HOST | inspect HOST | env HOST | url HOST
+    lab ls | status | ip HOST | inspect HOST | env HOST | url HOST | config HOST
+    lab regenerate-certs HOST [--client-certs]  a new TLS certificate for HOST's dockerd
     lab exec HOST -- CMD...                  run CMD in HOST's namespace
     lab shell HOST                           a shell there, DOCKER_HOST set
     lab images                               the lab's image names
@@ -13,7 +14,8 @@
     lab map [--listen 127.0.0.1:8500]        the lab's catalog in Consul's HTTP API shapes
 
 Like ``docker-machine env``, ``eval $(discoveryctl lab env host2)`` points the
-docker CLI at host2's daemon.
+docker CLI at host2's daemon: ``tcp://IP:2376`` with TLS and the lab's client
+certificate (``labs.docker_tls``), as Docker Machine set its hosts up.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from audit.engine import audit_host
 from discovery.cli import EXIT_NOT_FOUND, EXIT_USAGE, Parser
 from discovery.errors import DiscoveryError, SettingsError
 from discovery.settings import Settings
-from labs import topology
+from labs import docker_certs, topology
+from labs import docker_tls as tls
 from labs.breaks import command as breaks
 from labs.demo import run_demo
 from labs.exercise import Exercise, all_exercises, find_exercise, run_check
@@ -106,8 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     for verb_name, help_text in (
         ("ip", "a host's underlay address"),
         ("inspect", "a host's details as JSON"),
-        ("env", "shell exports pointing docker at a host"),
-        ("url", "a host's Docker daemon URL"),
+        ("env", "shell exports pointing docker at a host (TLS, as docker-machine env)"),
+        ("url", "a host's Docker daemon URL (tcp://IP:2376)"),
+        ("config", "the docker CLI's TLS flags for a host (as docker-machine config)"),
         ("shell", "a shell in a host's namespace"),
         ("stop", "stop a host: its etcd member, agents, dockerd and DNS server"),
         ("start", "start a stopped host again (same subnet and VTEP MAC)"),
@@ -116,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
         ("rm", "take a host out of the lab: its processes, containers, lease and namespace"),
     ):
         verb(verb_name, help_text).add_argument("host")
+    regenerate = verb(
+        "regenerate-certs", "a new TLS server certificate for a host's dockerd, which restarts"
+    )
+    regenerate.add_argument("host")
+    regenerate.add_argument(
+        "--client-certs",
+        action="store_true",
+        help="also a new client certificate (same CA) in every host's DOCKER_CERT_PATH",
+    )
     verbs.choices["create"].add_argument(
         "--userns-remap",
         action="store_true",
@@ -274,15 +287,43 @@ def _report_check(exercise: Exercise, result: subprocess.CompletedProcess[str]) 
 
 
 def _host_env(state: LabState, host_name: str) -> dict[str, str]:
+    """What `lab env HOST` exports: docker-machine env's four variables, then the lab's."""
     host = _host(state, host_name)
+    docker = (
+        tls.client_env(host.docker_tls_url, host.docker_cert_path, host.name)
+        if host.docker_tls_url
+        else {"DOCKER_HOST": host.docker_url}  # a lab made before its daemons had TLS
+    )
     return {
-        "DOCKER_HOST": host.docker_url,
+        **docker,
         "DISCOVERY_ETCD_ENDPOINTS": ",".join(state.etcd_endpoints),
         "ETCDCTL_ENDPOINTS": ",".join(state.etcd_endpoints),
         "LAB_HOST": host.name,
         "DISCOVERY_LAB_NAME": state.name,
         "DISCOVERY_LAB_STATE": str(state_root()),
     }
+
+
+def _url(host: HostState) -> str:
+    """What `lab url` says, as docker-machine url: the daemon's TLS endpoint."""
+    return host.docker_tls_url or host.docker_url
+
+
+def _env_command(lab_name: str, host_name: str) -> str:
+    named = "" if lab_name == DEFAULT_LAB_NAME else f" --name {lab_name}"
+    return f"discoveryctl lab env{named} {host_name}"
+
+
+def _refuse_unusable_certs(host_name: str, cert_path: str) -> None:
+    """One line, before the docker CLI meets a refusal it words as a TLS error."""
+    if not cert_path:
+        return
+    problem = docker_certs.client_cert_problem(Path(cert_path))
+    if problem:
+        raise LabCommandError(
+            f"{host_name}'s dockerd would refuse the client certificate: {problem}; "
+            f"make new ones with: discoveryctl lab regenerate-certs --client-certs {host_name}"
+        )
 
 
 def run_lab_command(args: argparse.Namespace) -> int:
@@ -363,11 +404,11 @@ def run_lab_command(args: argparse.Namespace) -> int:
                 {
                     "name": host.name,
                     # As docker-machine ls: the host this shell's docker CLI talks to.
-                    "active": host.docker_url == os.environ.get("DOCKER_HOST"),
+                    "active": os.environ.get("DOCKER_HOST") in (host.docker_url, _url(host)),
                     "state": "Running" if host.up and len(running) >= 3 else "Degraded",
                     "underlay_ip": host.underlay_ip,
                     "subnet": host.subnet,
-                    "docker_url": host.docker_url,
+                    "docker_url": _url(host),
                     "processes": running,
                 }
             )
@@ -422,15 +463,25 @@ def run_lab_command(args: argparse.Namespace) -> int:
     if verb == "ip":
         print(host.underlay_ip)
     elif verb == "url":
-        print(host.docker_url)
+        print(_url(host))
     elif verb == "inspect":
         print(json.dumps({**asdict(host), "etcd_endpoints": state.etcd_endpoints}, indent=2))
     elif verb == "env":
-        for key, value in _host_env(state, host.name).items():
-            print(f"export {key}={shlex.quote(value)}")
-        print(
-            f"# Run this command to configure your shell: eval $(discoveryctl lab env {host.name})"
-        )
+        _refuse_unusable_certs(host.name, host.docker_cert_path)
+        sys.stdout.write(tls.render_env(_host_env(state, host.name), _env_command(name, host.name)))
+    elif verb == "config":
+        if not host.docker_tls_url:
+            raise LabCommandError(
+                f"{host.name}'s dockerd has no TLS endpoint yet: lab restart {host.name}"
+            )
+        _refuse_unusable_certs(host.name, host.docker_cert_path)
+        sys.stdout.write(tls.render_config(host.docker_tls_url, host.docker_cert_path))
+    elif verb == "regenerate-certs":
+        lab = Lab(plan_from_state(state, name), say=lambda text: print(text, flush=True))
+        if args.client_certs:
+            lab.regenerate_client_certs(state)
+        lab.regenerate_certs(state, host.name)
+        print(f"{host.name}: new server certificate; dockerd serves it on {host.docker_tls_url}")
     elif verb in ("exec", "shell"):
         argv = list(getattr(args, "argv", []) or [])
         if argv[:1] == ["--"]:

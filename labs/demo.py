@@ -27,6 +27,7 @@ from discovery.errors import DiscoveryError
 from discovery.settings import Settings
 from discovery.store import EtcdStore
 from labs import front_door
+from labs.docker_tls import without_tls
 from labs.state import LabState
 
 REGISTRATION_TIMEOUT_S = 10.0
@@ -38,7 +39,8 @@ class DemoError(DiscoveryError):
 
 def docker(state: LabState, host: str, *args: str, say: Callable[[str], None]) -> str:
     say(f"   [{host}] docker {shlex.join(args)}")
-    env = {**os.environ, "DOCKER_HOST": state.hosts[host].docker_url}
+    # the unix socket, plain: a shell after eval $(lab env) also carries TLS variables
+    env = {**without_tls(dict(os.environ)), "DOCKER_HOST": state.hosts[host].docker_url}
     result = subprocess.run(["docker", *args], capture_output=True, text=True, env=env, timeout=60)
     if result.returncode != 0:
         raise DemoError(f"docker {' '.join(args)} on {host} failed: {result.stderr.strip()}")

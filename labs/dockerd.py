@@ -30,6 +30,11 @@ below is there for that reason:
     design.md: a root daemon's FORWARD DROP silently breaks the underlay).
 ``--bip``, ``--mtu``, ``--dns``, ``--dns-search``
     What the flannel-style subnet lease turns into (design.md, subnet.env).
+``--host=tcp://IP:2376 --tlsverify --tlscacert --tlscert --tlskey`` (``tls_args``)
+    A lab host's daemon also listens where Docker Machine's did, on its
+    address, port 2376, and serves only clients with a certificate of the
+    lab's CA (``labs.docker_tls``). TLS applies to that TCP endpoint only:
+    the unix socket above stays plain, for the lab's own processes.
 
 A daemon in a netns is started with ``nsenter --net=/run/netns/NAME dockerd``.
 ``ip netns exec NAME dockerd`` does not work: it remounts /sys, and dockerd
@@ -169,6 +174,8 @@ class DockerDaemon:
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
     extra_args: list[str] = field(default_factory=list)
+    # The TCP endpoint with TLS (labs.docker_tls.daemon_tls_args), beside the unix socket.
+    tls_args: list[str] = field(default_factory=list)
     # None picks the safe default for where the daemon runs (module docstring).
     iptables: bool | None = None
     bridge: str | None = None
@@ -287,6 +294,7 @@ class DockerDaemon:
             cmd.append(f"--mtu={self.mtu}")
         cmd += [f"--dns={server}" for server in self.dns]
         cmd += [f"--dns-search={domain}" for domain in self.dns_search]
+        cmd += self.tls_args
         cmd += self.extra_args
         if in_netns:
             # nsenter execs dockerd in place (no --fork), so the PID we get

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO
 
 from discovery.errors import DiscoveryError
+from labs.docker_tls import without_tls
 
 # Package data of labs (pyproject.toml): each image's Dockerfile and files, on disk.
 IMAGES_DIR = Path(str(resources.files("labs") / "images"))
@@ -129,7 +130,8 @@ def _run(
     stdout: IO[bytes] | None = None,
 ) -> str:
     """Run one command; any failure becomes an ImageError naming the step and daemon."""
-    env = {**os.environ, "DOCKER_BUILDKIT": "0"}
+    # -H names a unix socket: TLS variables of a learner's shell do not apply to it
+    env = {**without_tls(dict(os.environ)), "DOCKER_BUILDKIT": "0"}
     where = f" on {docker_url}" if docker_url else ""
     try:
         done = subprocess.run(

@@ -38,7 +38,8 @@ from discovery import flannel
 from discovery.errors import DiscoveryError
 from discovery.settings import Settings
 from discovery.store import EtcdStore
-from labs import front_door, topology
+from labs import docker_certs, front_door, topology
+from labs import docker_tls as tls
 from labs import vm_provision as provision
 from labs.dockerd import DockerDaemon
 from labs.etcd_server import EtcdMember, etcd_binary
@@ -175,6 +176,7 @@ class Lab:
         self.say = say
         self.domain = domain
         self.dir = lab_dir(plan.name)
+        self.certs = tls.CertLayout(self.dir)
         # Processes this run started: poll() is the truth for them (a fresh child's
         # /proc cmdline is still ours until it execs, so the marker check can't be used).
         self._children: dict[int, subprocess.Popen[bytes]] = {}
@@ -422,6 +424,8 @@ class Lab:
         options = self._docker_options(host_state)
         pool = f", address pool {options.address_pool.base}" if options.address_pool else ""
         self.say(f"-- {host.name}: dockerd --bip {options.bip} --mtu {options.mtu}{pool}")
+        self._host_certs(host_state)
+        self.say(f"   and on {host_state.docker_tls_url} with TLS (--tlsverify, the lab's CA)")
         try:
             daemon.start()
         except DiscoveryError as error:
@@ -489,6 +493,8 @@ class Lab:
             mtu=options.mtu,
             dns=[host_state.dns_ip],
             dns_search=[f"service.{self.domain}"],
+            # Docker Machine's endpoint: tcp://IP:2376, clients with the lab CA's certificate
+            tls_args=tls.daemon_tls_args(host_state.underlay_ip, self.certs.machine_dir(host.name)),
             # the agent masquerades traffic leaving the overlay, as flannel does
             extra_args=["--ip-masq=false", *pool]
             # "default": dockerd makes the user dockremap and its subordinate ID range
@@ -500,10 +506,51 @@ class Lab:
         daemon = self._daemon(host, host_state)
         if host_state.docker_state_dir and not daemon.running:
             self.say(f"-- {host.name}: dockerd was not running: starting it")
+            self._host_certs(host_state)
             try:
                 daemon.start()
             except DiscoveryError as error:
                 raise LabError("dockerd", host.name, str(error)) from error
+
+    def _host_certs(self, host_state: HostState, renew: bool = False) -> None:
+        """The host's server certificate (and the lab's CA and the learner's client
+        certificate, made once), before its dockerd starts with them."""
+        machine = docker_certs.ensure_host_certs(
+            self.certs, self.plan.name, host_state.name, host_state.underlay_ip, renew=renew
+        )
+        host_state.docker_tls_url = tls.tls_url(host_state.underlay_ip)
+        host_state.docker_cert_path = str(machine)
+
+    def regenerate_client_certs(self, state: LabState) -> None:
+        """A new client certificate from the lab's CA, in every host's DOCKER_CERT_PATH."""
+        self.say("-- a new client certificate, signed by the lab's CA")
+        docker_certs.renew_client(self.certs, self.plan.name)
+        for host_state in state.hosts.values():
+            if host_state.docker_cert_path:
+                self._host_certs(host_state)
+        save_state(state)
+
+    def regenerate_certs(self, state: LabState, name: str) -> None:
+        """`docker-machine regenerate-certs`: a new server certificate for the host's dockerd,
+        which restarts to use it (dockerd reads its certificate only at start). Its running
+        containers are stopped and started again; the learner's client certificate, signed
+        by the same CA, keeps working."""
+        host = self.plan.host(name)
+        host_state = state.hosts[name]
+        if not host_state.up or not host_state.docker_state_dir:
+            raise LabError("regenerate-certs", name, f"{name} is not running: lab start {name}")
+        self.say(f"-- {name}: a new server certificate, signed by the lab's CA")
+        self._host_certs(host_state, renew=True)
+        save_state(state)
+        self.say(f"-- {name}: restarting dockerd to use it (its running containers too)")
+        running = stop_containers(host_state.docker_url)
+        daemon = self._daemon(host, host_state)
+        daemon.stop()
+        try:
+            daemon.start()
+        except DiscoveryError as error:
+            raise LabError("dockerd", name, str(error)) from error
+        start_containers(host_state.docker_url, running)
 
     # ------------------------------------------------------------ one host's lifecycle
 
@@ -587,6 +634,7 @@ class Lab:
             asyncio.run(self._delete(key))
         self.say(f"-- {name}: removing namespace {host.netns} and veth {host.veth_outside}")
         topology.remove_host(host)
+        docker_certs.remove_host_certs(self.certs, name)
         shutil.rmtree(self.dir / name, ignore_errors=True)
         state.processes = [p for p in state.processes if p.host != name]
         del state.hosts[name]
@@ -693,7 +741,7 @@ class Lab:
 def stop_containers(docker_url: str, timeout_s: int = 3) -> list[str]:
     """Stop a daemon's running containers, quickly (a `sleep` ignores SIGTERM);
     returns their ids."""
-    env = {**os.environ, "DOCKER_HOST": docker_url}
+    env = {**tls.without_tls(dict(os.environ)), "DOCKER_HOST": docker_url}
     listed = subprocess.run(["docker", "ps", "-q"], capture_output=True, text=True, env=env,
                             timeout=30)  # fmt: skip
     ids = listed.stdout.split() if listed.returncode == 0 else []
@@ -705,7 +753,7 @@ def stop_containers(docker_url: str, timeout_s: int = 3) -> list[str]:
 
 def start_containers(docker_url: str, ids: list[str]) -> None:
     """Start these containers again; one that was removed meanwhile is skipped."""
-    env = {**os.environ, "DOCKER_HOST": docker_url}
+    env = {**tls.without_tls(dict(os.environ)), "DOCKER_HOST": docker_url}
     for container_id in ids:
         subprocess.run(["docker", "start", container_id], capture_output=True, env=env,
                        timeout=60)  # fmt: skip
@@ -718,7 +766,7 @@ def remove_containers(docker_url: str) -> None:
     otherwise make dockerd wait out its stop timeout on shutdown, host by host.
     Best effort: a daemon that no longer answers is stopped anyway.
     """
-    env = {**os.environ, "DOCKER_HOST": docker_url}
+    env = {**tls.without_tls(dict(os.environ)), "DOCKER_HOST": docker_url}
     listed = subprocess.run(
         ["docker", "ps", "-aq"], capture_output=True, text=True, env=env, timeout=30
     )

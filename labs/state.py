@@ -49,7 +49,11 @@ class HostState:
     subnet: str = ""  # FLANNEL_SUBNET once leased, e.g. 10.5.1.1/24
     mtu: int = 0
     docker_state_dir: str = ""
-    docker_url: str = ""
+    docker_url: str = ""  # its unix socket: the lab's own processes use it
+    # Its TLS endpoint (tcp://IP:2376) and the client files for it, as docker-machine's
+    # url and DOCKER_CERT_PATH; empty on a lab made before the daemons had TLS.
+    docker_tls_url: str = ""
+    docker_cert_path: str = ""
     dns_ip: str = ""
     up: bool = False
     stopped_containers: list[str] = field(default_factory=list)  # running when lab stop came

@@ -30,6 +30,7 @@ from labs.breaks.scenarios import (
     judge,
     scenario,
 )
+from labs.docker_tls import without_tls
 from labs.etcd_server import etcd_binary
 from labs.plan import DEFAULT_LAB_NAME, LabPlan
 from labs.runner import Lab, child_pid, pid_runs, process_condition, run_state_of, start_time_of
@@ -310,7 +311,7 @@ def observe(state: LabState, item: Scenario, details: dict[str, str]) -> Observe
 
 
 def _docker_bridge_mtu(state: LabState, host: str) -> int | None:
-    env = {**os.environ, "DOCKER_HOST": state.hosts[host].docker_url}
+    env = {**without_tls(dict(os.environ)), "DOCKER_HOST": state.hosts[host].docker_url}
     result = _run(["docker", "network", "inspect", "bridge", "-f", "{{json .Options}}"], env=env)
     if result.returncode != 0:
         return None
