@@ -387,6 +387,8 @@ def run_lab_command(args: argparse.Namespace) -> int:
         return breaks.run_check(state)
     if verb == "check":
         exercise = find_exercise(args.number)
+        active = _host(state, state.active_host)
+        _refuse_unusable_certs(active.name, active.docker_cert_path)
         env = {**lab_environment(state), "LAB_KIND": "local"}
         return _report_check(exercise, run_check(exercise, env))
     if verb == "demo":
@@ -488,6 +490,7 @@ def run_lab_command(args: argparse.Namespace) -> int:
             argv = argv[1:]
         if verb == "shell" or not argv:
             argv = [os.environ.get("SHELL", "/bin/bash")]
+        _refuse_unusable_certs(host.name, host.docker_cert_path)
         env = {**os.environ, **_host_env(state, host.name)}
         sys.stdout.flush()
         os.execvpe("nsenter", ["nsenter", f"--net=/run/netns/{host.netns}", *argv], env)
