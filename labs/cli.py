@@ -24,7 +24,6 @@ import argparse
 import ipaddress
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -530,6 +529,7 @@ def run_on_vagrant_lab(lab: VagrantLab, args: argparse.Namespace) -> int:
     root = str(state_root())
     if verb == "check":
         exercise = find_exercise(args.number)
+        _refuse_unusable_certs(lab.this_host, lab.docker_cert_path)
         tools = str(Path(sys.executable).parent)
         env = {
             **lab.host_env(lab.this_host, root),
@@ -544,9 +544,9 @@ def run_on_vagrant_lab(lab: VagrantLab, args: argparse.Namespace) -> int:
         rows = [
             {
                 "name": host,
-                "active": lab.docker_url(host) == talking_to,
+                "active": talking_to in (lab.docker_url(host), lab.tls_url(host)),
                 "underlay_ip": address,
-                "docker_url": lab.docker_url(host),
+                "docker_url": lab.tls_url(host),
             }
             for host, address in lab.hosts.items()
         ]
@@ -569,20 +569,29 @@ def run_on_vagrant_lab(lab: VagrantLab, args: argparse.Namespace) -> int:
     if verb == "ip":
         print(lab.address(host))
     elif verb == "url":
-        print(lab.docker_url(host))
+        print(lab.tls_url(host))
     elif verb == "inspect":
         details = {
             "name": host,
             "underlay_ip": lab.address(host),
-            "docker_url": lab.docker_url(host),
+            "docker_url": lab.tls_url(host),
+            "docker_cert_path": lab.docker_cert_path,
             "this_host": host == lab.this_host,
             "etcd_endpoints": lab.etcd_endpoints,
         }
         print(json.dumps(details, indent=2))
     elif verb == "env":
-        for key, value in lab.host_env(host, root).items():
-            print(f"export {key}={shlex.quote(value)}")
-        print(f"# Run this command to configure your shell: eval $(discoveryctl lab env {host})")
+        lab.address(host)  # an unknown host is one clear error
+        _refuse_unusable_certs(host, lab.docker_cert_path)
+        sys.stdout.write(tls.render_env(lab.host_env(host, root), f"discoveryctl lab env {host}"))
+    elif verb == "config":
+        if not lab.docker_cert_path:
+            raise LabCommandError(
+                f"this VM was provisioned before the lab's daemons had TLS ({lab.source} "
+                "names no docker_cert_path): vagrant provision"
+            )
+        _refuse_unusable_certs(host, lab.docker_cert_path)
+        sys.stdout.write(tls.render_config(lab.tls_url(host), lab.docker_cert_path))
     elif verb in ("exec", "shell"):
         argv = list(getattr(args, "argv", []) or [])
         if argv[:1] == ["--"]:

@@ -6,8 +6,14 @@ lab's hosts are VMs, and provisioning (labs/provision/host.sh) writes on each on
 which one this VM is, and the etcd endpoints. With it the verbs that look at or
 reach hosts (ls, ip, url, env, inspect, exec, shell, check) work on a VM as root.
 Another host is reached over SSH with the lab's own key, as docker-machine reaches
-its hosts, and its Docker daemon as ``ssh://root@IP`` (the docker CLI's own SSH
-transport; ``/etc/ssh/ssh_config.d/discovery-lab.conf`` names the key).
+its hosts (``/etc/ssh/ssh_config.d/discovery-lab.conf`` names the key). Every VM's
+dockerd also listens on ``tcp://IP:2376`` with TLS, as Docker Machine's hosts did:
+the Vagrantfile makes the lab's CA and certificates once, on the machine that runs
+vagrant (``labs/provision/docker_certs.rb``), and provisioning gives each VM its
+server certificate and the learner's client files (``DOCKER_CERT_PATH``,
+``/etc/discovery/docker-certs``); ``lab env HOST`` then prints what
+``docker-machine env`` prints. The lab's own tools keep the unix socket here and
+``ssh://root@IP`` (the docker CLI's SSH transport) for the others.
 
 The file's format lives here, both ways: ``render_lab_file`` for provisioning and
 ``parse_lab_file`` for the CLI.
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from discovery.errors import DiscoveryError
+from labs import docker_tls as tls
 
 LAB_FILE = Path("/etc/discovery/lab.toml")
 LAB_FILE_ENV = "DISCOVERY_LAB_FILE"  # another path, for tests
@@ -31,6 +38,10 @@ SSH_DIR = "/etc/discovery/ssh"  # the lab's key and known hosts, root only
 SSH_KEY = f"{SSH_DIR}/id_ed25519"
 SSH_KNOWN_HOSTS = f"{SSH_DIR}/known_hosts"
 SSH_CLIENT_CONFIG = "ssh/ssh_config.d/discovery-lab.conf"  # under /etc
+# The learner's client files on a VM (ca.pem, cert.pem, key.pem), root only: DOCKER_CERT_PATH.
+DOCKER_CERT_PATH = "/etc/discovery/docker-certs"
+# The VM's dockerd's own (ca.pem, server.pem, server-key.pem), root only.
+DOCKER_TLS_DIR = "/etc/docker/discovery-lab-tls"
 
 # What the local lab's host verbs become on VMs, said instead of doing them.
 VAGRANT_VERBS = {
@@ -44,6 +55,9 @@ VAGRANT_VERBS = {
     "status": "vagrant status, and on a VM: systemctl status 'discovery-*' docker",
     "demo": "the demo's steps by hand (README, 'The Vagrant lab')",
     "images": "docker images 'discovery-lab/*' on a VM",
+    "regenerate-certs": "rm .vagrant/discovery-lab/docker-certs/machines/{host}/server*.pem, "
+    "then vagrant provision {host} (on the machine that runs vagrant: it makes a new one "
+    "and restarts the VM's docker)",
 }
 
 
@@ -58,6 +72,7 @@ class VagrantLab:
     etcd_endpoints: list[str]
     local_docker_url: str = LOCAL_DOCKER_URL
     source: str = str(LAB_FILE)
+    docker_cert_path: str = ""  # the client files, when the VMs' daemons have TLS
 
     def address(self, host: str) -> str:
         if host not in self.hosts:
@@ -69,11 +84,22 @@ class VagrantLab:
         address = self.address(host)
         return self.local_docker_url if host == self.this_host else f"ssh://root@{address}"
 
+    def tls_url(self, host: str) -> str:
+        """What ``lab url`` says, as docker-machine url: the daemon's TLS endpoint."""
+        if not self.docker_cert_path:
+            return self.docker_url(host)  # provisioned before the daemons had TLS
+        return tls.tls_url(self.address(host))
+
     def host_env(self, host: str, state_root: str) -> dict[str, str]:
         """What ``lab env HOST`` exports, the local lab's names with the VMs' values."""
         endpoints = ",".join(self.etcd_endpoints)
+        docker = (
+            tls.client_env(self.tls_url(host), self.docker_cert_path, host)
+            if self.docker_cert_path
+            else {"DOCKER_HOST": self.docker_url(host)}
+        )
         return {
-            "DOCKER_HOST": self.docker_url(host),
+            **docker,
             "DISCOVERY_ETCD_ENDPOINTS": endpoints,
             "ETCDCTL_ENDPOINTS": endpoints,
             "LAB_HOST": host,
@@ -132,12 +158,16 @@ def parse_lab_file(text: str, source: str) -> VagrantLab:
     docker_url = data.get("docker_url", LOCAL_DOCKER_URL)
     if not isinstance(docker_url, str) or not docker_url.startswith("unix://"):
         raise VagrantLabError(f"{source}: docker_url must be a unix:// URL, got {docker_url!r}")
+    cert_path = data.get("docker_cert_path", "")
+    if not isinstance(cert_path, str) or (cert_path and not cert_path.startswith("/")):
+        raise VagrantLabError(f"{source}: docker_cert_path must be a directory, got {cert_path!r}")
     return VagrantLab(
         this_host=this_host,
         hosts=dict(hosts),
         etcd_endpoints=list(endpoints),
         local_docker_url=docker_url,
         source=source,
+        docker_cert_path=cert_path,
     )
 
 
@@ -146,12 +176,19 @@ def render_lab_file(
     hosts: dict[str, str],
     etcd_endpoints: list[str],
     docker_url: str = LOCAL_DOCKER_URL,
+    docker_cert_path: str = "",
 ) -> str:
     lines = [
         "# The Vagrant lab, for `discoveryctl lab` on this VM (labs/provision/host.sh).",
         f'this_host = "{this_host}"',
         "etcd_endpoints = [" + ", ".join(f'"{url}"' for url in etcd_endpoints) + "]",
         f'docker_url = "{docker_url}"  # this VM\'s daemon; the others: ssh://root@ADDRESS',
+    ]
+    if docker_cert_path:
+        lines.append(
+            f'docker_cert_path = "{docker_cert_path}"  # every daemon on tcp://ADDRESS:2376, TLS'
+        )
+    lines += [
         "",
         "[hosts]",
         *(f'{name} = "{address}"' for name, address in hosts.items()),

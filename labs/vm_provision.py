@@ -5,7 +5,8 @@ a VM runs the same programs as systemd units, in the same order::
 
     etcd (on the etcd hosts) -> discovery-agent-network (subnet lease, subnet.env, VXLAN)
       -> docker (daemon.json from the lease: bip, mtu, --dns at the host's DNS server,
-                 the service.<domain> search domain)
+                 the service.<domain> search domain; and tcp://IP:2376 with TLS, as
+                 Docker Machine's hosts, from the certificates the Vagrantfile made)
       -> discovery-agent-services (Docker events -> etcd)
       -> discovery-dns (on the docker bridge address, port 53)
 
@@ -37,7 +38,7 @@ from typing import Any
 
 from discovery.errors import SchemaError
 from discovery.flannel import DockerOptions, docker_options, parse_subnet_env
-from labs import vagrant_lab
+from labs import docker_tls, vagrant_lab
 from labs.plan import DNS_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT
 
 DEFAULT_VENV = "/opt/discovery-venv"
@@ -93,6 +94,8 @@ class HostSpec:
     venv: str = DEFAULT_VENV
     # Every host of the lab (name, address), for `discoveryctl lab` on this VM.
     lab_hosts: tuple[tuple[str, str], ...] = ()
+    # dockerd also on tcp://IP:2376 with TLS (host.sh --docker-certs installed the files)
+    docker_tls: bool = False
 
     @property
     def etcd_member(self) -> EtcdPeer | None:
@@ -252,6 +255,14 @@ WantedBy=multi-user.target
 """
 
 
+def _docker_tls_flags(host: HostSpec) -> str:
+    """dockerd's TLS endpoint, as the local lab's (labs.docker_tls), with the VM's files."""
+    if not host.docker_tls:
+        return ""
+    flags = docker_tls.daemon_tls_args(str(host.ip), Path(vagrant_lab.DOCKER_TLS_DIR))
+    return "".join(f" \\\n  {flag}" for flag in flags)
+
+
 def render_docker_drop_in(host: HostSpec) -> str:
     return f"""\
 # docker.service, started from this host's subnet lease (as flannel's mk-docker-opts).
@@ -268,7 +279,7 @@ ExecStartPre={host.tool("python")} -m labs.vm_provision docker-config \\
   --domain {host.domain} --wait {SUBNET_WAIT_S}
 ExecStart=
 ExecStart=/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock \\
-  --config-file {DOCKER_CONFIG_FILE}
+  --config-file {DOCKER_CONFIG_FILE}{_docker_tls_flags(host)}
 TimeoutStartSec={SUBNET_WAIT_S + 60}
 """
 
@@ -346,7 +357,10 @@ def render_all(host: HostSpec) -> dict[str, str]:
     }
     lab_hosts = dict(host.lab_hosts) or {host.name: str(host.ip)}
     files["discovery/lab.toml"] = vagrant_lab.render_lab_file(
-        host.name, lab_hosts, host.etcd_endpoints
+        host.name,
+        lab_hosts,
+        host.etcd_endpoints,
+        docker_cert_path=vagrant_lab.DOCKER_CERT_PATH if host.docker_tls else "",
     )
     others = [address for name, address in lab_hosts.items() if name != host.name]
     if others:
@@ -407,6 +421,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     render.add_argument("--domain", default="lab")
     render.add_argument("--venv", default=DEFAULT_VENV)
     render.add_argument("--root", default="/etc", type=Path)
+    render.add_argument(
+        "--docker-tls",
+        action="store_true",
+        help=f"dockerd also on tcp://IP:2376 with TLS (files in {vagrant_lab.DOCKER_TLS_DIR})",
+    )
 
     docker = commands.add_parser("docker-config", help="daemon.json from subnet.env")
     docker.add_argument("--subnet-file", default=SUBNET_FILE, type=Path)
@@ -433,6 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lab_hosts=tuple(vagrant_lab.parse_lab_hosts(args.lab_hosts).items())
                 if args.lab_hosts
                 else (),
+                docker_tls=args.docker_tls,
             )
             for relative, text in render_all(host).items():
                 target = args.root / relative

@@ -13,12 +13,18 @@
 #   labs/provision/host.sh --host-name host1 --ip 192.168.56.11 \
 #       --etcd-members etcd1=192.168.56.11,etcd2=192.168.56.12,etcd3=192.168.56.13 \
 #       [--lab-hosts host1=192.168.56.11,host2=192.168.56.12,...] \
-#       [--ssh-key /tmp/discovery-lab-ssh/id_ed25519] [--write-overlay-config] [--render-only]
+#       [--ssh-key /tmp/discovery-lab-ssh/id_ed25519] [--docker-certs /tmp/discovery-lab-docker] \
+#       [--write-overlay-config] [--render-only]
 #
 # --lab-hosts: every host of the lab, written to /etc/discovery/lab.toml, so that
 #   `discoveryctl lab ip|url|env|exec|check` work on this VM (default: this host).
 # --ssh-key: the lab's key pair (made by the Vagrantfile on the machine running
 #   vagrant): root on every VM accepts it and uses it to reach the others.
+# --docker-certs DIR: this host's Docker TLS files, made by the Vagrantfile on the machine
+#   running vagrant (labs/provision/docker_certs.rb): ca.pem, server.pem, server-key.pem
+#   for dockerd (/etc/docker/discovery-lab-tls), ca.pem, cert.pem, key.pem for the learner
+#   (/etc/discovery/docker-certs, DOCKER_CERT_PATH). dockerd then also listens on
+#   tcp://IP:2376 with --tlsverify, as Docker Machine's hosts did.
 # --write-overlay-config: this host writes flannel's network config into etcd
 #   (the Vagrantfile gives it to the last etcd host, when etcd can have quorum).
 # --render-only: find the interface and write the files, start nothing (tests).
@@ -27,7 +33,7 @@ set -euo pipefail
 venv=${LAB_VENV:-/opt/discovery-venv}
 etc=${LAB_ETC:-/etc}
 py="$venv/bin/python"
-name="" ip="" members="" lab_hosts="" ssh_key="" write_config=no render_only=no
+name="" ip="" members="" lab_hosts="" ssh_key="" docker_certs="" write_config=no render_only=no
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -37,6 +43,7 @@ while [ $# -gt 0 ]; do
         --etcd-members) members=${2:?}; shift 2 ;;
         --lab-hosts) lab_hosts=${2:?}; shift 2 ;;
         --ssh-key) ssh_key=${2:?}; shift 2 ;;
+        --docker-certs) docker_certs=${2:?}; shift 2 ;;
         --write-overlay-config) write_config=yes; shift ;;
         --render-only) render_only=yes; shift ;;
         *) usage ;;
@@ -47,9 +54,24 @@ if [ -z "$name" ] || [ -z "$ip" ] || [ -z "$members" ]; then usage; fi
 # By address, never by name: the first NIC of a VirtualBox VM is NAT, 10.0.2.15 on every VM.
 iface=$("$py" -m labs.vm_provision iface --address "$ip")
 echo "provision: $name: private network $ip is on $iface"
+tls_flag=()
+[ -n "$docker_certs" ] && tls_flag=(--docker-tls)
 "$py" -m labs.vm_provision render --host-name "$name" --ip "$ip" --iface "$iface" \
-    --etcd-members "$members" --lab-hosts "$lab_hosts" --venv "$venv" --root "$etc"
+    --etcd-members "$members" --lab-hosts "$lab_hosts" --venv "$venv" --root "$etc" \
+    "${tls_flag[@]}"
 [ "$render_only" = yes ] && exit 0
+
+if [ -n "$docker_certs" ]; then
+    # Root only, as docker-machine keeps them: a key is root on every lab daemon.
+    server_dir="$etc/docker/discovery-lab-tls" client_dir="$etc/discovery/docker-certs"
+    install -d -m 700 "$server_dir" "$client_dir"
+    install -m 644 "$docker_certs/ca.pem" "$docker_certs/server.pem" "$server_dir/"
+    install -m 600 "$docker_certs/server-key.pem" "$server_dir/"
+    install -m 644 "$docker_certs/ca.pem" "$docker_certs/cert.pem" "$client_dir/"
+    install -m 600 "$docker_certs/key.pem" "$client_dir/"
+    rm -rf "$docker_certs"
+    echo "provision: $name: dockerd on tcp://$ip:2376 with TLS (DOCKER_CERT_PATH=$client_dir)"
+fi
 
 if [ -n "$ssh_key" ]; then
     # Root logs in to every VM with the lab's key (sshd's default allows keys for root).

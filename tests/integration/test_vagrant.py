@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -102,13 +103,18 @@ def _verify(paths: list[Path]) -> None:
     assert result.returncode == 0 and not problems, result.stderr
 
 
-@pytest.mark.parametrize("name,ip", [("host1", PRIVATE_IP), ("host4", "192.168.56.14")])
-def test_rendered_units_pass_systemd_analyze_verify(tmp_path: Path, name: str, ip: str) -> None:
+@pytest.mark.parametrize(
+    "name,ip,tls",
+    [("host1", PRIVATE_IP, True), ("host4", "192.168.56.14", True), ("host1", PRIVATE_IP, False)],
+)
+def test_rendered_units_pass_systemd_analyze_verify(
+    tmp_path: Path, name: str, ip: str, tls: bool
+) -> None:
     require_binary("systemd-analyze")
     members = "etcd1=192.168.56.11,etcd2=192.168.56.12,etcd3=192.168.56.13"
     code = provision.main(
         ["render", "--host-name", name, "--ip", ip, "--iface", "eth1", "--etcd-members", members,
-         "--venv", str(VENV), "--root", str(tmp_path)]
+         "--venv", str(VENV), "--root", str(tmp_path), *(["--docker-tls"] if tls else [])]
     )  # fmt: skip
     assert code == 0
     units = sorted((tmp_path / "systemd" / "system").glob("*.service"))
@@ -257,3 +263,93 @@ def test_docker_config_from_a_real_agents_subnet_env(vm_netns: str, tmp_path: Pa
                 agent.wait()
         member.stop()
         shutil.rmtree(tmp_path / "etcd", ignore_errors=True)
+
+
+# ------------------------------------------------------------ the Vagrantfile's Docker TLS
+
+
+def _ruby_certs(directory: Path, hosts: dict[str, str]) -> None:
+    """What the Vagrantfile runs on the machine running vagrant."""
+    require_binary("ruby")
+    pairs = ", ".join(f'"{name}" => "{ip}"' for name, ip in hosts.items())
+    script = f"DiscoveryLabDockerCerts.ensure(ARGV[0], {{{pairs}}})"
+    result = subprocess.run(
+        ["ruby", "-r", str(REPO / "labs/provision/docker_certs.rb"), "-e", script, str(directory)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_vagrantfile_makes_the_local_lab_s_certificates(tmp_path: Path) -> None:
+    import stat
+
+    from labs import docker_certs
+    from labs import docker_tls as tls
+
+    hosts = {"host1": PRIVATE_IP, "host2": "192.168.56.12"}
+    _ruby_certs(tmp_path, hosts)
+    layout = tls.CertLayout(tmp_path)
+    for name, ip in hosts.items():
+        machine = layout.machine_dir(name)
+        assert stat.S_IMODE(machine.stat().st_mode) == 0o700
+        for key in ("key.pem", "server-key.pem"):
+            assert stat.S_IMODE((machine / key).stat().st_mode) == 0o600
+        assert docker_certs.client_cert_problem(machine) is None
+        server = docker_certs.read_cert(layout.server_cert(name), layout.ca_cert)
+        # the very names and addresses the local lab's server certificates carry
+        spec = tls.server_spec(name, ipaddress.IPv4Address(ip), docker_certs.now())
+        assert server.signed_by_ca
+        assert server.dns_names == spec.dns_names
+        assert server.ip_addresses == tuple(str(a) for a in spec.ip_addresses)
+        assert server.not_after - server.not_before == spec.not_after - spec.not_before
+    assert stat.S_IMODE(layout.ca_key.stat().st_mode) == 0o600
+
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*.pem")}
+    _ruby_certs(tmp_path, hosts)  # every vagrant command runs the Vagrantfile: kept
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*.pem")} == before
+    old = docker_certs.read_cert(layout.server_cert("host2"), layout.ca_cert).serial
+    layout.server_cert("host2").unlink()
+    _ruby_certs(tmp_path, hosts)  # the README's way to a new server certificate
+    assert docker_certs.read_cert(layout.server_cert("host2"), layout.ca_cert).serial != old
+    assert layout.ca_cert.read_bytes() == before[layout.ca_cert]
+
+
+def test_a_dockerd_with_the_vagrantfile_s_certificates_serves_only_the_lab_s_client(
+    tmp_path: Path,
+) -> None:
+    """The drop-in's flags with the Ruby-made files, on loopback (127.0.0.1 is in every
+    server certificate); the docker CLI as the VM's learner uses it."""
+    import socket
+
+    from labs import docker_tls as tls
+    from labs.dockerd import DockerDaemon
+
+    require_root()
+    require_binary("dockerd", "docker")
+    _ruby_certs(tmp_path / "certs", {"host1": PRIVATE_IP})
+    machine = tls.CertLayout(tmp_path / "certs").machine_dir("host1")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = DockerDaemon(
+        name=f"vgtls-{os.getpid()}",
+        state_dir=tmp_path / "d",
+        tls_args=tls.daemon_tls_args("127.0.0.1", machine, port),
+    )
+    daemon.start()
+    try:
+        url = tls.tls_url("127.0.0.1", port)
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+
+        def docker(**env: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["docker", "version", "--format", "{{.Server.Version}}"],
+                capture_output=True, text=True, timeout=30,
+                env={**clean, "DOCKER_HOST": url, **env},
+            )  # fmt: skip
+
+        served = docker(DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=str(machine))
+        assert served.returncode == 0 and served.stdout.strip(), served.stderr
+        assert docker().returncode != 0  # no TLS, no certificate
+    finally:
+        daemon.remove()

@@ -140,3 +140,33 @@ def test_config_toml_gives_discoveryctl_the_lab_settings() -> None:
 def test_overlay_config_is_flannels() -> None:
     config = flannel.parse_network_config(provision.overlay_config())
     assert str(config.network) == "10.5.0.0/16"
+
+
+def test_with_tls_dockerd_also_listens_on_2376_with_the_vm_s_certificates() -> None:
+    spec = provision.HostSpec(
+        name="host2",
+        ip=ipaddress.IPv4Address("192.168.56.12"),
+        iface="enp0s8",
+        etcd=provision.parse_etcd_members(MEMBERS3),
+        docker_tls=True,
+    )
+    files = provision.render_all(spec)
+    drop_in = files["systemd/system/docker.service.d/discovery-lab.conf"]
+    exec_start = drop_in.split("ExecStart=/usr/sbin/dockerd", 1)[1].replace("\\\n", " ").split()
+    assert exec_start[:2] == ["-H", "fd://"]  # the socket the lab's own units use stays
+    for flag in (
+        "--host=tcp://192.168.56.12:2376",
+        "--tlsverify",
+        "--tlscacert=/etc/docker/discovery-lab-tls/ca.pem",
+        "--tlscert=/etc/docker/discovery-lab-tls/server.pem",
+        "--tlskey=/etc/docker/discovery-lab-tls/server-key.pem",
+    ):
+        assert flag in exec_start, flag
+    lab = tomllib.loads(files["discovery/lab.toml"])
+    assert lab["docker_cert_path"] == "/etc/discovery/docker-certs"
+
+
+def test_without_tls_the_drop_in_has_no_tcp_endpoint() -> None:
+    files = provision.render_all(host())
+    assert "2376" not in files["systemd/system/docker.service.d/discovery-lab.conf"]
+    assert "docker_cert_path" not in files["discovery/lab.toml"]

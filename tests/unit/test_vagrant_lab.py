@@ -107,3 +107,38 @@ def test_the_ssh_client_config_is_what_ssh_reads(tmp_path):
         check=True,
     ).stdout
     assert "discovery/ssh" not in other and "batchmode yes" not in other
+
+
+def test_with_tls_a_vm_s_env_is_docker_machine_s_and_its_tools_keep_their_urls():
+    text = render_lab_file(
+        "host1", HOSTS, ENDPOINTS, docker_cert_path="/etc/discovery/docker-certs"
+    )
+    lab = parse_lab_file(text, "lab.toml")
+    assert lab.tls_url("host1") == "tcp://192.168.56.11:2376"
+    assert lab.tls_url("host3") == "tcp://192.168.56.13:2376"
+    env = lab.host_env("host2", "/var/lib/discovery-lab")
+    assert list(env)[:4] == [
+        "DOCKER_TLS_VERIFY",
+        "DOCKER_HOST",
+        "DOCKER_CERT_PATH",
+        "DOCKER_MACHINE_NAME",
+    ]
+    assert env["DOCKER_HOST"] == "tcp://192.168.56.12:2376"
+    assert env["DOCKER_CERT_PATH"] == "/etc/discovery/docker-certs"
+    assert env["DOCKER_MACHINE_NAME"] == env["LAB_HOST"] == "host2"
+    # the lab's own tools (doctor, explain, audit) still use the socket and SSH
+    assert lab.docker_url("host1") == "unix:///var/run/docker.sock"
+    assert lab.docker_url("host2") == "ssh://root@192.168.56.12"
+
+
+def test_a_vm_provisioned_before_tls_keeps_its_urls():
+    lab = lab_on("host1")
+    assert lab.docker_cert_path == ""
+    assert lab.tls_url("host2") == "ssh://root@192.168.56.12"
+    assert "DOCKER_TLS_VERIFY" not in lab.host_env("host2", "/var/lib/discovery-lab")
+
+
+def test_a_relative_docker_cert_path_is_refused():
+    text = render_lab_file("host1", HOSTS, ENDPOINTS, docker_cert_path="certs")
+    with pytest.raises(VagrantLabError, match="docker_cert_path"):
+        parse_lab_file(text, "lab.toml")
