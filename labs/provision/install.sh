@@ -13,7 +13,7 @@ venv=${LAB_VENV:-/opt/discovery-venv}
 
 # The local lab's packages (scripts/bootstrap), plus python3-venv for the venv.
 # musl-tools ... bzip2: labs/images/build-busybox (the lab images' busybox, below).
-packages=(docker.io docker-compose busybox-static iproute2 iptables bind9-dnsutils procps tcpdump iputils-ping python3-venv
+packages=(docker.io docker-compose busybox-static iproute2 iptables bind9-dnsutils procps tcpdump iputils-ping openssl python3-venv
           musl-tools linux-libc-dev gcc make dpkg-dev xz-utils bzip2)
 missing=()
 for pkg in "${packages[@]}"; do

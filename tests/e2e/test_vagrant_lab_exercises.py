@@ -96,11 +96,17 @@ def provision_like_host_sh(lab: LabDriver, root: Path) -> list[str]:
     for relative in ("discovery/config.toml", "discovery/lab.toml"):
         (etc / relative).parent.mkdir(parents=True, exist_ok=True)
         (etc / relative).write_text(files[relative])
-    # host1's daemon is not at /var/run/docker.sock here: say where it is, as the file allows.
+    # host1's daemon is not at /var/run/docker.sock here: say where it is, as the file allows;
+    # and the client files of the lab's CA where /etc/discovery/docker-certs would be (every
+    # lab daemon listens on tcp://IP:2376 with TLS, as the VMs' drop-in makes theirs).
     lab_file = etc / "discovery" / "lab.toml"
     lab_file.write_text(
         vagrant_lab.render_lab_file(
-            "host1", hosts, spec.etcd_endpoints, state.hosts["host1"].docker_url
+            "host1",
+            hosts,
+            spec.etcd_endpoints,
+            state.hosts["host1"].docker_url,
+            docker_cert_path=state.hosts["host1"].docker_cert_path,
         )
     )
     (root / "var-lib-discovery-lab" / "lab").mkdir(parents=True)
@@ -188,7 +194,7 @@ def test_the_vm_knows_the_lab_from_its_provisioned_files(vm):
     hosts = vm.lab.state().hosts
     for name in ("host1", "host2", "host3"):
         assert hosts[name].underlay_ip in ls.stdout
-    assert f"ssh://root@{hosts['host2'].underlay_ip}" in ls.stdout
+    assert f"tcp://{hosts['host2'].underlay_ip}:2376" in ls.stdout
     # docker with no DOCKER_HOST talks to the VM's own daemon: host1 is the active one.
     rows = json.loads(vm.shell("discoveryctl lab ls -o json").stdout)
     assert [row["name"] for row in rows if row["active"]] == ["host1"]
@@ -196,8 +202,22 @@ def test_the_vm_knows_the_lab_from_its_provisioned_files(vm):
         vm.shell("eval $(discoveryctl lab env host3); discoveryctl lab ls -o json").stdout
     )
     assert [row["name"] for row in rows if row["active"]] == ["host3"]
-    remote = vm.shell("DOCKER_HOST=$(discoveryctl lab url host3) docker info --format '{{.Name}}'")
+    # as a check does it, with the lab's environment: host3's daemon over TLS
+    remote = vm.shell(
+        "eval $(discoveryctl lab env host1)\n"
+        "DOCKER_HOST=$(discoveryctl lab url host3) docker info --format '{{.ID}}'"
+    )
     assert remote.returncode == 0, remote.stderr
+    assert remote.stdout.strip() == vm.lab.docker("host3", "info", "--format", "{{.ID}}").strip()
+    env = vm.shell("discoveryctl lab env host2").stdout.splitlines()
+    assert env[:4] == [
+        'export DOCKER_TLS_VERIFY="1"',
+        f'export DOCKER_HOST="tcp://{hosts["host2"].underlay_ip}:2376"',
+        f'export DOCKER_CERT_PATH="{hosts["host1"].docker_cert_path}"',
+        'export DOCKER_MACHINE_NAME="host2"',
+    ]
+    flags = vm.shell("docker $(discoveryctl lab config host2) info --format '{{.ID}}'")
+    assert flags.stdout.strip() == vm.lab.docker("host2", "info", "--format", "{{.ID}}").strip()
     quoted = vm.shell("discoveryctl lab exec host2 -- sh -c 'echo \"$0 $1\"' 'a b' c")
     assert quoted.stdout.strip() == "a b c", quoted.stdout + quoted.stderr
 
