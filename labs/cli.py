@@ -574,7 +574,8 @@ def run_on_vagrant_lab(lab: VagrantLab, args: argparse.Namespace) -> int:
         details = {
             "name": host,
             "underlay_ip": lab.address(host),
-            "docker_url": lab.tls_url(host),
+            "docker_url": lab.docker_url(host),  # as the local lab's: the lab's own way in
+            "docker_tls_url": lab.tls_url(host),
             "docker_cert_path": lab.docker_cert_path,
             "this_host": host == lab.this_host,
             "etcd_endpoints": lab.etcd_endpoints,
