@@ -145,7 +145,7 @@ def ensure_lab_ca(layout: CertLayout, lab_name: str) -> Issued:
         ca = issue(tls.ca_spec(lab_name, now()))
         _save(layout.ca_cert, layout.ca_key, ca)
         layout.client_cert.unlink(missing_ok=True)  # signed by a CA that is gone
-    if not layout.client_cert.exists() or not layout.client_key.exists():
+    if not _signed_by(layout.client_cert, layout) or not layout.client_key.exists():
         _save(layout.client_cert, layout.client_key, issue(tls.client_spec(lab_name, now()), ca))
     return ca
 
@@ -167,7 +167,11 @@ def ensure_host_certs(
     machine = layout.machine_dir(host)
     _private_dir(machine.parent)
     _private_dir(machine)
-    if renew or not layout.server_cert(host).exists() or not layout.server_key(host).exists():
+    if (
+        renew
+        or not _signed_by(layout.server_cert(host), layout)
+        or not layout.server_key(host).exists()
+    ):
         spec = tls.server_spec(host, ipaddress.IPv4Address(address), now())
         _save(layout.server_cert(host), layout.server_key(host), issue(spec, ca))
     for source, name, mode in (
@@ -177,6 +181,15 @@ def ensure_host_certs(
     ):
         _write(machine / name, source.read_bytes(), mode)
     return machine
+
+
+def _signed_by(cert_path: Path, layout: CertLayout) -> bool:
+    """The certificate exists and the lab's current CA signed it (a CA made again, after
+    its files were lost, makes every older certificate useless)."""
+    try:
+        return read_cert(cert_path, layout.ca_cert).signed_by_ca
+    except CertificateError:
+        return False
 
 
 def remove_host_certs(layout: CertLayout, host: str) -> None:

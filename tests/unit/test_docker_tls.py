@@ -195,3 +195,16 @@ def test_a_client_certificate_that_would_be_refused_is_named_in_words(tmp_path: 
     assert "not signed by the lab's CA" in (docker_certs.client_cert_problem(machine) or "")
     (machine / "cert.pem").unlink()
     assert "cert.pem is missing" in (docker_certs.client_cert_problem(machine) or "")
+
+
+def test_a_ca_made_again_after_its_files_were_lost_signs_new_certificates_for_everyone(
+    tmp_path: Path,
+):
+    layout = tls.CertLayout(tmp_path)
+    machine = docker_certs.ensure_host_certs(layout, "lab", "host1", "192.168.100.11")
+    layout.ca_cert.unlink()
+    layout.ca_key.unlink()
+    docker_certs.ensure_host_certs(layout, "lab", "host1", "192.168.100.11")
+    ca = _cert(layout.ca_cert)
+    for cert in (layout.server_cert("host1"), layout.client_cert, machine / "cert.pem"):
+        _cert(cert).verify_directly_issued_by(ca)
