@@ -150,12 +150,8 @@ class Registrator:
     def _note_refusal(self, desired: Desired) -> None:
         """Log a refused container once, not at every event about it."""
         reason = desired.refused
-        if not reason:
-            self._refused.pop(desired.container_id, None)
+        if not _new_to_say(self._refused, desired.container_id, reason or None):
             return
-        if self._refused.get(desired.container_id) == reason:
-            return
-        self._refused[desired.container_id] = reason
         log.warning(
             "container skipped",
             extra={
@@ -170,15 +166,11 @@ class Registrator:
     def _note_unreachable(self, desired: Desired) -> None:
         """Log, once per container and change, the addresses left out as unreachable."""
         subnet_file = self.options.subnet_file
-        if not desired.unreachable or subnet_file is None or subnet_file.lease is None:
-            self._unreachable.pop(desired.container_id, None)
-            return
-        lease = subnet_file.lease
+        lease = subnet_file.lease if subnet_file is not None else None
         addresses = " ".join(f"{u.network}={u.address}" for u in desired.unreachable)
-        said = f"{lease} {addresses}"
-        if self._unreachable.get(desired.container_id) == said:
+        said = f"{lease} {addresses}" if desired.unreachable and lease is not None else None
+        if not _new_to_say(self._unreachable, desired.container_id, said) or lease is None:
             return
-        self._unreachable[desired.container_id] = said
         log.warning(
             "address not registered: other hosts cannot reach it (outside this host's lease)",
             extra={
@@ -195,13 +187,9 @@ class Registrator:
     def _note_not_offered(self, desired: Desired) -> None:
         """Log, once per container and change, the published ports that host-address
         mode leaves out (or that the container published none)."""
-        if not desired.not_offered:
-            self._not_offered.pop(desired.container_id, None)
+        said = repr(desired.not_offered) if desired.not_offered else None
+        if not _new_to_say(self._not_offered, desired.container_id, said):
             return
-        said = repr(desired.not_offered)
-        if self._not_offered.get(desired.container_id) == said:
-            return
-        self._not_offered[desired.container_id] = said
         container = desired.container_name or desired.container_id[:12]
         for left_out in desired.not_offered:
             fields = {"container": container, "container_id": desired.container_id[:12]}
@@ -304,6 +292,18 @@ class Registrator:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+
+
+def _new_to_say(said_before: dict[str, str], container_id: str, said: str | None) -> bool:
+    """Whether ``said`` about a container is news, to log it once per container and
+    change; remembered until there is nothing to say (None), then forgotten."""
+    if said is None:
+        said_before.pop(container_id, None)
+        return False
+    if said_before.get(container_id) == said:
+        return False
+    said_before[container_id] = said
+    return True
 
 
 def _log_change(change: RecordChange) -> None:

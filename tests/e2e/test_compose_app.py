@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from labs.testing.lab_driver import LabDriver
+from labs.testing.lab_driver import LabDriver, running_lab
 from labs.testing.waiting import wait_until
 from tests.prerequisites import require_binary, require_root
 
@@ -41,16 +41,13 @@ PROJECT = "shop"
 def lab(tmp_path_factory):
     require_root()
     require_binary("dockerd", "docker", "docker-compose", "ip", "nsenter")
-    driver = LabDriver(tmp_path_factory.mktemp("lab-state"), LAB, UNDERLAY)
-    started = time.monotonic()
-    try:
-        driver.lab("up", "--hosts", "3", "--underlay", UNDERLAY)
-        print(f"\nlab up: {time.monotonic() - started:.1f} s")
-        yield driver
-    finally:
-        for host in HOSTS:
-            compose(driver, host, "down", "-v", check=False)
-        driver.lab("down", check=False)
+    with running_lab(tmp_path_factory.mktemp("lab-state"), LAB, UNDERLAY) as (driver, took):
+        print(f"\nlab up: {took:.1f} s")
+        try:
+            yield driver
+        finally:
+            for host in HOSTS:
+                compose(driver, host, "down", "-v", check=False)
 
 
 def compose(lab: LabDriver, host: str, *args: str, check: bool = True) -> str:

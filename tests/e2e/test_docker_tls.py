@@ -18,7 +18,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from cryptography import x509
 
 from labs import docker_certs
 from labs import docker_tls as tls
-from labs.testing.lab_driver import LabDriver
+from labs.testing.lab_driver import LabDriver, running_lab
 from labs.testing.waiting import wait_until
 from tests.prerequisites import require_binary, require_root
 
@@ -42,16 +41,10 @@ TOOLS = str(Path(sys.executable).parent)
 def lab(tmp_path_factory):
     require_root()
     require_binary("dockerd", "docker", "docker-compose", "ip", "nsenter")
-    driver = LabDriver(tmp_path_factory.mktemp("lab-state"), LAB, UNDERLAY)
-    started = time.monotonic()
-    try:
-        driver.lab("up", "--hosts", "3", "--underlay", UNDERLAY)
-        took = time.monotonic() - started
+    with running_lab(tmp_path_factory.mktemp("lab-state"), LAB, UNDERLAY) as (driver, took):
         print(f"\nlab up (3 hosts, certificates included): {took:.1f} s")
         assert took < LAB_UP_BUDGET_S
         yield driver
-    finally:
-        driver.lab("down", check=False)
 
 
 def shell(lab: LabDriver, command: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -23,7 +23,7 @@ import pytest
 from labs import topology
 from labs.plan import plan_lab
 from labs.runner import child_pid
-from labs.testing.lab_driver import LabDriver
+from labs.testing.lab_driver import running_lab
 from labs.testing.waiting import wait_until
 from tests.integration.cdp import CHROMIUM, headless_chromium
 from tests.prerequisites import require_binary, require_root
@@ -39,14 +39,9 @@ NAME_RESOLVES_WITHIN_S = 1.0
 def lab(tmp_path_factory):
     require_root()
     require_binary("dockerd", "docker", "ip", "iptables", "nsenter", "dig")
-    driver = LabDriver(tmp_path_factory.mktemp("lab-state"), LAB, UNDERLAY)
-    started = time.monotonic()
-    try:
-        driver.lab("up", "--hosts", "3", "--underlay", UNDERLAY)
-        print(f"\nlab up, 3 hosts: {time.monotonic() - started:.1f} s")
+    with running_lab(tmp_path_factory.mktemp("lab-state"), LAB, UNDERLAY) as (driver, took):
+        print(f"\nlab up, 3 hosts: {took:.1f} s")
         yield driver
-    finally:
-        driver.lab("down", check=False)
 
 
 def test_demo_and_its_assertions_from_inside_containers(lab):
