@@ -38,8 +38,8 @@ from audit.engine import audit_host
 from discovery.cli import EXIT_NOT_FOUND, EXIT_USAGE, Parser
 from discovery.errors import DiscoveryError, SettingsError
 from discovery.settings import Settings
-from labs import docker_certs, topology
 from labs import docker_tls as tls
+from labs import lab_certs, topology
 from labs.breaks import command as breaks
 from labs.demo import run_demo
 from labs.exercise import Exercise, all_exercises, find_exercise, run_check
@@ -54,7 +54,15 @@ from labs.plan import (
     underlay_conflicts,
 )
 from labs.runner import Lab, process_condition
-from labs.state import HostState, LabState, load_state, state_file, state_root
+from labs.state import (
+    HostState,
+    LabState,
+    etcd_client,
+    etcd_settings,
+    load_state,
+    state_file,
+    state_root,
+)
 from labs.vagrant_lab import VAGRANT_VERBS, VagrantLab, load_vagrant_lab
 from mapserver.cli import add_map_arguments
 from mapserver.cli import run as run_map_server
@@ -293,10 +301,12 @@ def _host_env(state: LabState, host_name: str) -> dict[str, str]:
         if host.docker_tls_url
         else {"DOCKER_HOST": host.docker_url}  # a lab made before its daemons had TLS
     )
+    learner = etcd_client(state)  # etcd's TLS: the learner's certificate, for both
     return {
         **docker,
         "DISCOVERY_ETCD_ENDPOINTS": ",".join(state.etcd_endpoints),
         "ETCDCTL_ENDPOINTS": ",".join(state.etcd_endpoints),
+        **(learner.etcdctl_env() if learner else {}),
         "LAB_HOST": host.name,
         "DISCOVERY_LAB_NAME": state.name,
         "DISCOVERY_LAB_STATE": str(state_root()),
@@ -317,7 +327,7 @@ def _refuse_unusable_certs(host_name: str, cert_path: str) -> None:
     """One line, before the docker CLI meets a refusal it words as a TLS error."""
     if not cert_path:
         return
-    problem = docker_certs.client_cert_problem(Path(cert_path))
+    problem = lab_certs.client_cert_problem(Path(cert_path))
     if problem:
         raise LabCommandError(
             f"{host_name}'s dockerd would refuse the client certificate: {problem}; "
@@ -451,7 +461,7 @@ def run_lab_command(args: argparse.Namespace) -> int:
             print(f"lab {name!r}'s live map runs at {state.map_url} (started by lab up); "
                   "--listen ADDR:PORT serves another")  # fmt: skip
             return 0
-        return _map(state.etcd_endpoints, args)
+        return _map(etcd_settings(state), args)
     host = _host(state, args.host)
     if verb in ("stop", "start", "restart"):
         lab = Lab(plan_from_state(state, name), say=lambda text: print(text, flush=True))
@@ -496,10 +506,10 @@ def run_lab_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _map(etcd_endpoints: list[str], args: argparse.Namespace) -> int:
+def _map(settings: Settings, args: argparse.Namespace) -> int:
     """`lab map`: discoveryctl map on the lab's etcd (the lab's records use the default
     prefix and domain), serving from this shell's namespace until Ctrl-C."""
-    return run_map_server(Settings(etcd_endpoints=tuple(etcd_endpoints)), args)
+    return run_map_server(settings, args)
 
 
 def _audit(urls: dict[str, str], args: argparse.Namespace) -> int:
@@ -559,7 +569,7 @@ def run_on_vagrant_lab(lab: VagrantLab, args: argparse.Namespace) -> int:
                 print(f"{row['name']:<8} {star:<6} {row['underlay_ip']:<16} {row['docker_url']}")
         return 0
     if verb == "map":
-        return _map(lab.etcd_endpoints, args)
+        return _map(lab.etcd_settings(), args)
     if verb == "audit":
         for name in args.hosts:
             lab.address(name)  # an unknown host is one clear error

@@ -28,7 +28,7 @@ from discovery.settings import Settings
 from discovery.store import EtcdStore
 from labs import front_door
 from labs.docker_tls import without_tls
-from labs.state import LabState
+from labs.state import LabState, etcd_client, etcd_settings
 
 REGISTRATION_TIMEOUT_S = 10.0
 
@@ -59,7 +59,7 @@ def run_demo(state: LabState, say: Callable[[str], None] = print) -> None:
     if len(state.hosts) < 3:
         raise DemoError("the demo needs 3 hosts: discoveryctl lab up --hosts 3")
     web_image, base_image = state.images["web"], state.images["base"]
-    settings = Settings(etcd_endpoints=tuple(state.etcd_endpoints))
+    settings = etcd_settings(state)  # as the learner, whose certificate lab up made
 
     say("== 1. start a web container on host2 and on host3")
     addresses = {}
@@ -84,7 +84,7 @@ def run_demo(state: LabState, say: Callable[[str], None] = print) -> None:
     say("   $ discoveryctl lookup web")
     lookup = subprocess.run(
         [sys.executable, "-m", "discovery.cli", "--etcd-endpoints", ",".join(state.etcd_endpoints),
-         "lookup", "web"],
+         *_tls_flags(state), "lookup", "web"],
         capture_output=True, text=True, timeout=10,
     )  # fmt: skip
     say("   " + lookup.stdout.strip().replace("\n", "\n   "))
@@ -102,21 +102,23 @@ def run_demo(state: LabState, say: Callable[[str], None] = print) -> None:
     # The machine's lab has a front door (lab up wrote the endpoints where every
     # command finds them); another lab's commands need them spelled out.
     machine = front_door.is_machine_lab(state.name)
-    etcd_flag = "" if machine else f"--etcd-endpoints {state.etcd_endpoints[0]} "
-    etcdctl_flag = "" if machine else f"--endpoints {state.etcd_endpoints[0]} "
     lab_flag = "" if machine else f"--name {state.name} "
+    # Another lab's etcd endpoints and the learner's certificate: in the shell, as
+    # etcdctl's variables, which discoveryctl reads too.
+    lab_env = "" if machine else f"  eval $(discoveryctl lab {lab_flag}env host1)\n"
     say(
         "\nIt works: host1 found web on host2 and host3 by name, over the VXLAN overlay.\n"
         "Try next:\n"
-        f"  discoveryctl {etcd_flag}lookup web\n"
+        f"{lab_env}"
+        "  discoveryctl lookup web\n"
         f"  discoveryctl lab {lab_flag}ls\n"
         f"  eval $(discoveryctl lab {lab_flag}env host3) && docker stop web-host3"
         "   # gone from DNS at once\n"
         f"  discoveryctl lab {lab_flag}exec host1 -- docker run --rm -it "
         f"{base_image} sh   # then: nslookup web\n"
-        f"  discoveryctl {etcd_flag}watch\n"
-        f"  discoveryctl {etcd_flag}subnets\n"
-        f"  etcdctl {etcdctl_flag}get --prefix /coreos.com/network/\n"
+        "  discoveryctl watch\n"
+        "  discoveryctl subnets\n"
+        "  etcdctl get --prefix /coreos.com/network/\n"
         f"  discoveryctl lab {lab_flag}exec host1 -- ip -d link show flannel.1\n"
         + (
             f"  {state.map_url}   # the live map, in a browser on this machine\n"
@@ -125,3 +127,9 @@ def run_demo(state: LabState, say: Callable[[str], None] = print) -> None:
         )
         + f"  discoveryctl lab {lab_flag}down   # when you are done"
     )
+
+
+def _tls_flags(state: LabState) -> list[str]:
+    """--cacert, --cert and --key of the learner's certificate (etcdctl's flags too)."""
+    learner = etcd_client(state)
+    return learner.flags() if learner else []

@@ -18,7 +18,7 @@ Docker Machine made every host it created secure by default, in three steps:
 The lab does the same, with the same file names, under its state directory
 (``<lab>/certs/`` and ``<lab>/machines/HOST/``, root only). This module decides
 what each certificate says (names, addresses, usage, validity), where each file
-lives and what ``lab env`` and ``lab config`` print; ``labs.docker_certs`` makes
+lives and what ``lab env`` and ``lab config`` print; ``labs.lab_certs`` makes
 the keys and signs (the I/O).
 """
 
@@ -49,7 +49,8 @@ TLS_VARIABLES = ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_TLS")
 
 @dataclass(frozen=True)
 class CertSpec:
-    """What one certificate says. ``usage``: ca, server or client."""
+    """What one certificate says. ``usage``: ca, server, client, or peer (both server
+    and client: an etcd member serves its peers and is their client)."""
 
     common_name: str
     usage: str
@@ -60,26 +61,26 @@ class CertSpec:
     organization: str = ORGANIZATION
 
     def __post_init__(self) -> None:
-        if self.usage not in ("ca", "server", "client"):
-            raise ValueError(f"usage {self.usage!r} is not ca, server or client")
+        if self.usage not in ("ca", "server", "client", "peer"):
+            raise ValueError(f"usage {self.usage!r} is not ca, server, client or peer")
         if self.not_after <= self.not_before:
             raise ValueError(f"{self.common_name}: not_after is not after not_before")
 
 
-def _window(now: dt.datetime, days: int) -> tuple[dt.datetime, dt.datetime]:
+def window(now: dt.datetime, days: int) -> tuple[dt.datetime, dt.datetime]:
     start = now - BACKDATE
     return start, start + dt.timedelta(days=days)
 
 
 def ca_spec(lab_name: str, now: dt.datetime, days: int = VALIDITY_DAYS) -> CertSpec:
-    start, end = _window(now, days)
+    start, end = window(now, days)
     return CertSpec(f"discovery-lab {lab_name} CA", "ca", start, end)
 
 
 def client_spec(lab_name: str, now: dt.datetime, days: int = VALIDITY_DAYS) -> CertSpec:
     """The learner's certificate (docker-machine's ``certs/cert.pem``): root on this machine
     is the learner, and every lab daemon accepts it."""
-    start, end = _window(now, days)
+    start, end = window(now, days)
     return CertSpec(f"discovery-lab {lab_name} client", "client", start, end)
 
 
@@ -88,7 +89,7 @@ def server_spec(
 ) -> CertSpec:
     """A host's daemon certificate: its underlay address (what DOCKER_HOST names) and its
     name, plus localhost for a client on the host itself."""
-    start, end = _window(now, days)
+    start, end = window(now, days)
     return CertSpec(
         host_name,
         "server",

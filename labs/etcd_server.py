@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from discovery.errors import DiscoveryError
+from labs.etcd_tls import ClientFiles, member_tls_args
 
 STARTUP_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
@@ -77,7 +78,7 @@ class EtcdMember:
     # etcd's own auto-compaction stays off: tests and exercises compact by hand.
     extra_args: list[str] = field(default_factory=list)
     netns: str | None = None  # run inside /run/netns/NAME (via nsenter)
-    # Serve clients over TLS and demand client certificates signed by ca_file.
+    # Serve clients and peers over TLS, demanding certificates signed by ca_file.
     tls: TlsFiles | None = None
     # Put before the command, e.g. a supervisor that starts it again if it dies.
     wrapper: list[str] = field(default_factory=list)
@@ -95,7 +96,8 @@ class EtcdMember:
 
     @property
     def peer_url(self) -> str:
-        return f"http://{self.host}:{self.peer_port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self.peer_port}"
 
     @property
     def log_path(self) -> Path:
@@ -117,12 +119,10 @@ class EtcdMember:
             *self.extra_args,
         ]  # fmt: skip
         if self.tls:
-            command += [
-                "--cert-file", self.tls.cert_file,
-                "--key-file", self.tls.key_file,
-                "--trusted-ca-file", self.tls.ca_file,
-                "--client-cert-auth",
-            ]  # fmt: skip
+            # Clients and peers alike: TLS, and only certificates the CA signed.
+            command += member_tls_args(
+                Path(self.tls.ca_file), Path(self.tls.cert_file), Path(self.tls.key_file)
+            )
         if self.netns:
             command = ["nsenter", f"--net=/run/netns/{self.netns}", *command]
         return [*self.wrapper, *command]
@@ -263,18 +263,40 @@ class EtcdCluster:
         self.remove()
 
 
-def etcdctl(endpoints: list[str], *args: str, timeout_s: float = 10) -> str:
-    """Run etcdctl (API v3) against endpoints; return stdout or raise with stderr."""
+def etcdctl(
+    endpoints: list[str], *args: str, timeout_s: float = 10, tls: ClientFiles | None = None
+) -> str:
+    """Run etcdctl (API v3) against endpoints, as ``tls``'s user when given; return
+    stdout or raise with stderr."""
     env = {**os.environ, "ETCDCTL_API": "3"}
-    with contextlib.suppress(KeyError):
-        del env["ETCDCTL_ENDPOINTS"]
+    # etcdctl 3.5 refuses a flag whose variable is also set: the flags here win.
+    for variable in ("ETCDCTL_ENDPOINTS", "ETCDCTL_CACERT", "ETCDCTL_CERT", "ETCDCTL_KEY"):
+        with contextlib.suppress(KeyError):
+            del env[variable]
+    connection = tls.flags() if tls else []
     result = subprocess.run(
-        [etcd_binary("etcdctl"), f"--endpoints={','.join(endpoints)}", *args],
+        [etcd_binary("etcdctl"), f"--endpoints={','.join(endpoints)}", *connection, *args],
         capture_output=True,
         text=True,
         timeout=timeout_s,
         env=env,
     )
     if result.returncode != 0:
-        raise EtcdServerError(f"etcdctl {' '.join(args)} failed: {result.stderr.strip()}")
+        raise EtcdServerError(f"etcdctl {' '.join(args)} failed: {_last_line(result.stderr)}")
     return result.stdout
+
+
+def _last_line(stderr: str) -> str:
+    """etcdctl's own verdict ("Error: etcdserver: permission denied"), not the client
+    library's JSON warnings above it."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def enable_auth(endpoints: list[str], root: ClientFiles, commands: list[list[str]]) -> None:
+    """Create the users and roles and turn authentication on, as root (by certificate).
+
+    Each is one etcdctl command, as a learner would type it; the last one,
+    ``auth enable``, makes them count."""
+    for command in commands:
+        etcdctl(endpoints, *command, tls=root)

@@ -2,16 +2,18 @@
 
 After `scripts/lab up`, a learner opens a terminal and types
 `discoveryctl lookup web` or `etcdctl get --prefix /coreos.com/network/`,
-with no PATH set up and no flags. Three things make that work, all made by
-`lab up` for the machine's lab (the default name under the default state
-directory) and removed by `lab down`:
+with no PATH set up and no flags. The lab's etcd talks only to clients with a
+certificate from the lab's CA, so both need the learner's certificate too.
+Three things make that work, all made by `lab up` for the machine's lab (the
+default name under the default state directory) and removed by `lab down`:
 
 * links in ``/usr/local/bin`` to the project's commands and etcd's, in the
   project's virtual environment;
 * ``/etc/discovery/config.toml``, which every command of the project reads,
-  naming the lab's etcd members;
-* an etcd gRPC proxy on 127.0.0.1:2379, etcdctl's default endpoint (started
-  by the runner, supervised like the lab's other processes).
+  naming the lab's etcd members and the learner's certificate;
+* ``/etc/profile.d/discovery-lab.sh``, which every login shell reads,
+  exporting etcdctl's own variables (``ETCDCTL_ENDPOINTS``, ``ETCDCTL_CACERT``,
+  ``ETCDCTL_CERT``, ``ETCDCTL_KEY``) unless the shell has them already.
 
 Nothing that was there before is replaced: a file or link the lab did not
 make is left alone, with a line saying so, and only what the lab made is
@@ -27,12 +29,12 @@ from pathlib import Path
 
 from discovery.settings import DEFAULT_CONFIG_PATH
 from labs.plan import DEFAULT_LAB_NAME
-from labs.state import DEFAULT_STATE_ROOT, LabState, state_root
+from labs.state import DEFAULT_STATE_ROOT, LabState, etcd_client, state_root
 
 LINK_DIR = Path("/usr/local/bin")
 TOOLS = ("discoveryctl", "discovery-agent", "discovery-dns", "etcdctl", "etcd")
 CONFIG_MARKER = "# written by `discoveryctl lab up`"
-LOOPBACK_ETCD = ("127.0.0.1", 2379)
+PROFILE_PATH = Path("/etc/profile.d/discovery-lab.sh")
 
 
 def is_machine_lab(name: str) -> bool:
@@ -42,11 +44,34 @@ def is_machine_lab(name: str) -> bool:
 
 def config_text(state: LabState) -> str:
     endpoints = ", ".join(f'"{url}"' for url in state.etcd_endpoints)
-    return (
+    text = (
         f"{CONFIG_MARKER} for lab {state.name!r}; `discoveryctl lab down` removes it.\n"
         f"etcd_endpoints = [{endpoints}]\n"
         'domain = "lab"\n'
     )
+    learner = etcd_client(state)
+    if learner:
+        text += (
+            "# etcd serves only clients with a certificate from the lab's CA; this one's\n"
+            "# Common Name is the etcd user 'learner' (etcdctl user get learner).\n"
+            f'tls_ca_file = "{learner.ca_file}"\n'
+            f'tls_cert_file = "{learner.cert_file}"\n'
+            f'tls_key_file = "{learner.key_file}"\n'
+        )
+    return text
+
+
+def profile_text(state: LabState) -> str:
+    """etcdctl has no config file, only flags and its ETCDCTL_* variables: a login
+    shell gets the variables here, unless it has its own (etcdctl 3.5 refuses a flag
+    whose variable is set, so ``unset ETCDCTL_CERT`` before giving ``--cert``)."""
+    variables = {"ETCDCTL_ENDPOINTS": ",".join(state.etcd_endpoints)}
+    learner = etcd_client(state)
+    if learner:
+        variables.update(learner.etcdctl_env())
+    lines = [f"{CONFIG_MARKER} for lab {state.name!r}; `discoveryctl lab down` removes it."]
+    lines += [f'export {key}="${{{key}:-{value}}}"' for key, value in variables.items()]
+    return "\n".join(lines) + "\n"
 
 
 def _ours(path: Path, source: Path) -> bool:
@@ -55,7 +80,7 @@ def _ours(path: Path, source: Path) -> bool:
 
 def install(
     state: LabState, say: Callable[[str], None], link_dir: Path = LINK_DIR,
-    config_path: Path = DEFAULT_CONFIG_PATH,
+    config_path: Path = DEFAULT_CONFIG_PATH, profile_path: Path = PROFILE_PATH,
 ) -> None:  # fmt: skip
     """Links and the config file; what it made goes into ``state.front_door``."""
     made = set(state.front_door)
@@ -72,14 +97,18 @@ def install(
             link_dir.mkdir(parents=True, exist_ok=True)
             link.symlink_to(source)
             made.add(str(link))
-    if config_path.exists() and not config_path.read_text().startswith(CONFIG_MARKER):
-        say(f"   {config_path} exists and is not the lab's: left alone")
-    else:
-        config_path.parent.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(config_text(state))
-        made.add(str(config_path))
+    for path, text in ((config_path, config_text(state)), (profile_path, profile_text(state))):
+        if path.exists() and not path.read_text().startswith(CONFIG_MARKER):
+            say(f"   {path} exists and is not the lab's: left alone")
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        made.add(str(path))
     state.front_door = sorted(made)
-    say(f"   commands in {link_dir}, etcd endpoints in {config_path}: ready in any new shell")
+    say(
+        f"   commands in {link_dir}, etcd endpoints and the learner's certificate in "
+        f"{config_path} and {profile_path}: ready in any new login shell"
+    )
 
 
 def remove(state: LabState, say: Callable[[str], None]) -> None:
@@ -97,18 +126,10 @@ def remove(state: LabState, say: Callable[[str], None]) -> None:
     state.front_door = []
 
 
-def loopback_port_free(address: tuple[str, int] = LOOPBACK_ETCD) -> bool:
+def loopback_port_free(address: tuple[str, int]) -> bool:
     with socket.socket() as probe:
         try:
             probe.bind(address)
         except OSError:
             return False
     return True
-
-
-def proxy_command(etcd: str, state: LabState) -> list[str]:
-    """etcd's own gRPC proxy on etcdctl's default endpoint, to the lab's members."""
-    members = ",".join(url.split("//", 1)[1] for url in state.etcd_endpoints)
-    host, port = LOOPBACK_ETCD
-    return [etcd, "grpc-proxy", "start", f"--endpoints={members}",
-            f"--listen-addr={host}:{port}"]  # fmt: skip

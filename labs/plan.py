@@ -64,9 +64,10 @@ class LabPlan:
 
     @property
     def etcd_endpoints(self) -> list[str]:
+        # TLS only: every client shows a certificate the lab's CA signed (labs.etcd_tls)
         if self.etcd_members == 1:
-            return [f"http://{self.bridge_ip}:{ETCD_CLIENT_PORT}"]
-        return [f"http://{host.underlay_ip}:{ETCD_CLIENT_PORT}" for host in self.etcd_hosts]
+            return [f"https://{self.bridge_ip}:{ETCD_CLIENT_PORT}"]
+        return [f"https://{host.underlay_ip}:{ETCD_CLIENT_PORT}" for host in self.etcd_hosts]
 
     def etcd_endpoints_for(self, host: HostPlan) -> list[str]:
         """The endpoints in the order ``host``'s processes should try them: its own

@@ -38,11 +38,11 @@ from discovery import flannel
 from discovery.errors import DiscoveryError
 from discovery.settings import Settings
 from discovery.store import EtcdStore
-from labs import docker_certs, front_door, topology
 from labs import docker_tls as tls
+from labs import etcd_tls, front_door, lab_certs, topology
 from labs import vm_provision as provision
 from labs.dockerd import DockerDaemon
-from labs.etcd_server import EtcdMember, etcd_binary
+from labs.etcd_server import EtcdMember, TlsFiles, enable_auth
 from labs.plan import DNS_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, HostPlan, LabPlan
 from labs.state import HostState, LabState, ProcessRecord, lab_dir, save_state
 
@@ -177,26 +177,30 @@ class Lab:
         self.domain = domain
         self.dir = lab_dir(plan.name)
         self.certs = tls.CertLayout(self.dir)
+        self.etcd_certs = etcd_tls.EtcdCertLayout(self.dir)
         # Processes this run started: poll() is the truth for them (a fresh child's
         # /proc cmdline is still ours until it execs, so the marker check can't be used).
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._log_offsets: dict[str, int] = {}  # log -> its size when the process started
-        self.settings = Settings(
-            etcd_endpoints=tuple(plan.etcd_endpoints),
-            domain=domain,
-            lease_ttl_s=LAB_LEASE_TTL_S,
-        )
+        # The lab's own writes (the network config, a removed host's lease) are root's.
+        self.settings = self.etcd_certs.client(etcd_tls.ROOT).settings(
+            Settings(etcd_endpoints=tuple(plan.etcd_endpoints), domain=domain,
+                     lease_ttl_s=LAB_LEASE_TTL_S)
+        )  # fmt: skip
 
     # ------------------------------------------------------------ helpers
 
     def _netns_prefix(self, host: HostPlan | None) -> list[str]:
         return ["nsenter", f"--net=/run/netns/{host.netns}"] if host else []
 
-    def _settings_args(self, host: HostPlan) -> list[str]:
+    def _settings_args(self, host: HostPlan, component: str) -> list[str]:
+        """A component's settings: its host's order of the members, and its own
+        certificate, which names its etcd user and so its role."""
         return [
             "--etcd-endpoints", ",".join(self.plan.etcd_endpoints_for(host)),
             "--domain", self.domain,
             "--lease-ttl", str(LAB_LEASE_TTL_S),
+            *self.etcd_certs.client(component).flags(),
         ]  # fmt: skip
 
     def _spawn(
@@ -336,42 +340,42 @@ class Lab:
         save_state(state)
 
     def _etcd(self, state: LabState) -> None:
-        members: list[tuple[HostPlan | None, EtcdMember]] = []
+        # (host it runs in, None: the root namespace; member name; address)
+        placed: list[tuple[HostPlan | None, str, str]]
         if self.plan.etcd_members == 1:
             self.say(f"-- etcd: one member on {self.plan.bridge_ip}:{ETCD_CLIENT_PORT}")
-            members.append(
-                (
-                    None,
-                    EtcdMember(
-                        "etcd1",
-                        self.dir / "etcd" / "etcd1.data",
-                        host=str(self.plan.bridge_ip),
-                        client_port=ETCD_CLIENT_PORT,
-                        peer_port=ETCD_PEER_PORT,
-                    ),
-                )
-            )
+            placed = [(None, "etcd1", str(self.plan.bridge_ip))]
         else:
             self.say(
                 f"-- etcd: {self.plan.etcd_members} members on host1..host{self.plan.etcd_members}"
             )
-            for host in self.plan.etcd_hosts:
-                members.append(
-                    (
-                        host,
-                        EtcdMember(
-                            f"etcd{host.index}",
-                            self.dir / "etcd" / f"etcd{host.index}.data",
-                            host=str(host.underlay_ip),
-                            client_port=ETCD_CLIENT_PORT,
-                            peer_port=ETCD_PEER_PORT,
-                            netns=host.netns,
-                        ),
-                    )
-                )
-            cluster = ",".join(f"{m.name}={m.peer_url}" for _, m in members)
-            for _, member in members:
-                member.initial_cluster = cluster
+            placed = [(h, f"etcd{h.index}", str(h.underlay_ip)) for h in self.plan.etcd_hosts]
+        self.say("   over TLS only: a certificate from the lab's CA per member and per component")
+        lab_certs.ensure_etcd_certs(
+            self.certs, self.plan.name, {name: ip for _, name, ip in placed}, etcd_tls.COMPONENTS
+        )
+        members = [
+            (
+                host,
+                EtcdMember(
+                    name,
+                    self.dir / "etcd" / f"{name}.data",
+                    host=address,
+                    client_port=ETCD_CLIENT_PORT,
+                    peer_port=ETCD_PEER_PORT,
+                    netns=host.netns if host else None,
+                    tls=TlsFiles(
+                        str(self.etcd_certs.ca_file),
+                        str(self.etcd_certs.cert_file(name)),
+                        str(self.etcd_certs.key_file(name)),
+                    ),
+                ),
+            )
+            for host, name, address in placed
+        ]
+        cluster = ",".join(f"{m.name}={m.peer_url}" for _, m in members)
+        for _, member in members:
+            member.initial_cluster = cluster
         for member_host, member in members:
             owner = member_host.name if member_host else "lab"
             pid_file = member.log_path.with_suffix(".pid")
@@ -391,9 +395,21 @@ class Lab:
             except DiscoveryError as error:
                 owner = member_host.name if member_host else "lab"
                 raise LabError("etcd", owner, str(error)) from error
+        roles = etcd_tls.lab_roles(self.settings)
+        self.say(f"   users and roles: {', '.join(role.name for role in roles)}; auth enable")
+        try:
+            enable_auth(
+                self.plan.etcd_endpoints,
+                self.etcd_certs.client(etcd_tls.ROOT),
+                etcd_tls.auth_commands(roles),
+            )
+        except DiscoveryError as error:
+            raise LabError(
+                "etcd", "lab", f"could not set up etcd's users and roles: {error}"
+            ) from error
         config = provision.overlay_config(str(self.plan.overlay))
         asyncio.run(self._put(flannel.config_key(self.settings.network_prefix), config.encode()))
-        self.say(f"   overlay config written: {config}")
+        self.say(f"   overlay config written (as root): {config}")
 
     async def _put(self, key: str, value: bytes) -> None:
         async with EtcdStore(self.settings) as store:
@@ -413,7 +429,7 @@ class Lab:
             [agent, "network", "--public-ip", str(host.underlay_ip), "--iface", host.veth_inside,
              "--subnet-file", str(subnet_file), "--state-dir", str(host_dir / "network"),
              "--docker-opts-file", str(host_dir / "docker-opts.env"),
-             "--ip-masq", *self._settings_args(host)],
+             "--ip-masq", *self._settings_args(host, etcd_tls.NETWORK_AGENT)],
             marker="network",
         )  # fmt: skip
         self._wait("network agent", host.name, subnet_file.exists, network)
@@ -444,7 +460,8 @@ class Lab:
             [agent, "services", "--docker-host", daemon.url, "--host-name", host.name,
              "--node-ip", str(host.underlay_ip), "--check-dns", f"{host_state.dns_ip}:{DNS_PORT}",
              "--subnet-file", str(subnet_file),
-             "--services-state-dir", str(host_dir / "services"), *self._settings_args(host)],
+             "--services-state-dir", str(host_dir / "services"),
+             *self._settings_args(host, etcd_tls.SERVICES_AGENT)],
             marker="services",
         )  # fmt: skip
         time.sleep(0.3)
@@ -455,7 +472,7 @@ class Lab:
         dns = self._spawn(
             state, "dns", host,
             [_tool("discovery-dns"), "--listen", f"{host_state.dns_ip}:{DNS_PORT}",
-             *self._settings_args(host)],
+             *self._settings_args(host, etcd_tls.DNS_SERVER)],
             marker="discovery-dns",
         )  # fmt: skip
         self._wait("DNS server", host.name, lambda: self._dns_answers(host, host_state), dns)
@@ -515,7 +532,7 @@ class Lab:
     def _host_certs(self, host_state: HostState, renew: bool = False) -> None:
         """The host's server certificate (and the lab's CA and the learner's client
         certificate, made once), before its dockerd starts with them."""
-        machine = docker_certs.ensure_host_certs(
+        machine = lab_certs.ensure_host_certs(
             self.certs, self.plan.name, host_state.name, host_state.underlay_ip, renew=renew
         )
         host_state.docker_tls_url = tls.tls_url(host_state.underlay_ip)
@@ -524,7 +541,7 @@ class Lab:
     def regenerate_client_certs(self, state: LabState) -> None:
         """A new client certificate from the lab's CA, in every host's DOCKER_CERT_PATH."""
         self.say("-- a new client certificate, signed by the lab's CA")
-        docker_certs.renew_client(self.certs, self.plan.name)
+        lab_certs.renew_client(self.certs, self.plan.name)
         for host_state in state.hosts.values():
             if host_state.docker_cert_path:
                 self._host_certs(host_state)
@@ -634,7 +651,7 @@ class Lab:
             asyncio.run(self._delete(key))
         self.say(f"-- {name}: removing namespace {host.netns} and veth {host.veth_outside}")
         topology.remove_host(host)
-        docker_certs.remove_host_certs(self.certs, name)
+        lab_certs.remove_host_certs(self.certs, name)
         shutil.rmtree(self.dir / name, ignore_errors=True)
         state.processes = [p for p in state.processes if p.host != name]
         del state.hosts[name]
@@ -674,18 +691,9 @@ class Lab:
         save_state(state)
 
     def _front_door(self, state: LabState) -> None:
-        self.say("-- front door: commands on PATH, etcd endpoints for every new shell")
+        self.say("-- front door: commands on PATH, etcd endpoints and certificate for new shells")
         front_door.install(state, self.say)
         save_state(state)
-        if state.processes_of("lab", "etcd-proxy"):
-            return
-        if not front_door.loopback_port_free():
-            self.say("   127.0.0.1:2379 is taken: etcdctl needs --endpoints (lab env prints them)")
-            return
-        self.say("   etcd gRPC proxy on 127.0.0.1:2379, etcdctl's default endpoint")
-        command = front_door.proxy_command(etcd_binary(), state)
-        proxy = self._spawn(state, "etcd-proxy", None, command, "grpc-proxy")
-        self._wait("etcd proxy", "lab", lambda: not front_door.loopback_port_free(), proxy)
 
     def _map(self, state: LabState) -> None:
         """The live map and Consul-shaped catalog of this lab, on the machine's loopback:
@@ -701,7 +709,8 @@ class Lab:
         state.map_url = f"http://127.0.0.1:{port}/"
         self.say(f"-- live map on {state.map_url} (discoveryctl map)")
         command = [_tool("discoveryctl"), "map", "--listen", f"127.0.0.1:{port}",
-                   "--etcd-endpoints", ",".join(state.etcd_endpoints)]  # fmt: skip
+                   "--etcd-endpoints", ",".join(state.etcd_endpoints),
+                   *self.etcd_certs.client(etcd_tls.MAP).flags()]  # fmt: skip
         record = self._spawn(state, "map", None, command, "map")
         self._wait(
             "live map",
@@ -715,6 +724,7 @@ class Lab:
     def down(self, state: LabState | None) -> None:
         if state is not None:
             front_door.remove(state, self.say)
+            # etcd-proxy: a loopback proxy that labs made before etcd had TLS ran
             order = ["map", "etcd-proxy", "dns", "agent-services", "agent-network", "etcd"]
             for role in order:
                 for record in [p for p in state.processes if p.role == role]:

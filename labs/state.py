@@ -12,6 +12,9 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from discovery.settings import Settings
+from labs.etcd_tls import LEARNER, ClientFiles, EtcdCertLayout
+
 DEFAULT_STATE_ROOT = Path("/var/lib/discovery-lab")
 
 
@@ -99,6 +102,21 @@ class LabState:
 
 def lab_dir(name: str) -> Path:
     return state_root() / name
+
+
+def etcd_client(state: LabState, component: str = LEARNER) -> ClientFiles | None:
+    """The certificate a client of this lab's etcd shows, which names its etcd user:
+    the learner's unless said otherwise; None for an etcd on plain HTTP."""
+    if not any(url.startswith("https://") for url in state.etcd_endpoints):
+        return None
+    return EtcdCertLayout(lab_dir(state.name)).client(component)
+
+
+def etcd_settings(state: LabState, component: str = LEARNER) -> Settings:
+    """Settings that reach this lab's etcd as ``component`` (default prefix and domain)."""
+    settings = Settings(etcd_endpoints=tuple(state.etcd_endpoints))
+    files = etcd_client(state, component)
+    return files.settings(settings) if files else settings
 
 
 def state_file(name: str) -> Path:

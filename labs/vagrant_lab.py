@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from discovery.errors import DiscoveryError
+from discovery.settings import Settings
 from labs import docker_tls as tls
+from labs.etcd_tls import LEARNER, ClientFiles
 
 LAB_FILE = Path("/etc/discovery/lab.toml")
 LAB_FILE_ENV = "DISCOVERY_LAB_FILE"  # another path, for tests
@@ -42,6 +44,8 @@ SSH_CLIENT_CONFIG = "ssh/ssh_config.d/discovery-lab.conf"  # under /etc
 DOCKER_CERT_PATH = "/etc/discovery/docker-certs"
 # The VM's dockerd's own (ca.pem, server.pem, server-key.pem), root only.
 DOCKER_TLS_DIR = "/etc/docker/discovery-lab-tls"
+# etcd's TLS on a VM: ca.pem, the members' and every component's NAME.pem and NAME-key.pem
+ETCD_CERT_DIR = "/etc/discovery/etcd-certs"
 
 # What the local lab's host verbs become on VMs, said instead of doing them.
 VAGRANT_VERBS = {
@@ -73,6 +77,21 @@ class VagrantLab:
     local_docker_url: str = LOCAL_DOCKER_URL
     source: str = str(LAB_FILE)
     docker_cert_path: str = ""  # the client files, when the VMs' daemons have TLS
+    etcd_cert_dir: str = ""  # ca.pem and each component's NAME.pem, NAME-key.pem (etcd TLS)
+
+    def etcd_client(self, component: str = LEARNER) -> ClientFiles | None:
+        """The certificate a client of the lab's etcd shows (the learner's by default)."""
+        if not self.etcd_cert_dir:
+            return None  # provisioned before etcd had TLS
+        directory = Path(self.etcd_cert_dir)
+        return ClientFiles(
+            directory / "ca.pem", directory / f"{component}.pem", directory / f"{component}-key.pem"
+        )
+
+    def etcd_settings(self, component: str = LEARNER) -> Settings:
+        settings = Settings(etcd_endpoints=tuple(self.etcd_endpoints))
+        files = self.etcd_client(component)
+        return files.settings(settings) if files else settings
 
     def address(self, host: str) -> str:
         if host not in self.hosts:
@@ -98,10 +117,12 @@ class VagrantLab:
             if self.docker_cert_path
             else {"DOCKER_HOST": self.docker_url(host)}
         )
+        learner = self.etcd_client()
         return {
             **docker,
             "DISCOVERY_ETCD_ENDPOINTS": endpoints,
             "ETCDCTL_ENDPOINTS": endpoints,
+            **(learner.etcdctl_env() if learner else {}),
             "LAB_HOST": host,
             "DISCOVERY_LAB_NAME": "lab",
             "DISCOVERY_LAB_STATE": state_root,
@@ -161,7 +182,11 @@ def parse_lab_file(text: str, source: str) -> VagrantLab:
     cert_path = data.get("docker_cert_path", "")
     if not isinstance(cert_path, str) or (cert_path and not cert_path.startswith("/")):
         raise VagrantLabError(f"{source}: docker_cert_path must be a directory, got {cert_path!r}")
+    etcd_cert_dir = data.get("etcd_cert_dir", "")
+    if not isinstance(etcd_cert_dir, str) or (etcd_cert_dir and not etcd_cert_dir.startswith("/")):
+        raise VagrantLabError(f"{source}: etcd_cert_dir must be a directory, got {etcd_cert_dir!r}")
     return VagrantLab(
+        etcd_cert_dir=etcd_cert_dir,
         this_host=this_host,
         hosts=dict(hosts),
         etcd_endpoints=list(endpoints),

@@ -32,10 +32,11 @@ from labs.breaks.scenarios import (
 )
 from labs.docker_tls import without_tls
 from labs.etcd_server import etcd_binary
+from labs.etcd_tls import ROOT
 from labs.plan import DEFAULT_LAB_NAME, LabPlan
 from labs.runner import Lab, child_pid, pid_runs, process_condition, run_state_of, start_time_of
 from labs.runner import stop_process as stop_lab_process
-from labs.state import BreakRecord, LabState, ProcessRecord
+from labs.state import BreakRecord, LabState, ProcessRecord, etcd_client
 
 COMMAND_TIMEOUT_S = 15.0
 SETTLE_TIMEOUT_S = 20.0  # --reset waits this long for the lab to look fixed
@@ -93,15 +94,19 @@ def context(state: LabState) -> dict[str, str]:
     """The values the scenarios' printed commands are filled with, for this lab."""
     named = "" if state.name == DEFAULT_LAB_NAME else f" --name {state.name}"
     endpoints = ",".join(state.etcd_endpoints)
+    machine = front_door.is_machine_lab(state.name)
+    learner = etcd_client(state)
+    flags = "".join(f" {word}" for word in learner.flags()) if learner else ""
+    tls_env = learner.etcdctl_env() if learner else {}
     values = {
         "lab": f"discoveryctl lab{named}",
         "doctor": f"discoveryctl doctor{named}".rstrip(),
         "explain": f"discoveryctl explain{named}".rstrip(),
-        # The machine's lab has its endpoints in /etc/discovery/config.toml.
-        "ctl": "discoveryctl"
-        if front_door.is_machine_lab(state.name)
-        else f"discoveryctl --etcd-endpoints {endpoints}",
+        # The machine's lab has its endpoints and the learner's certificate in
+        # /etc/discovery/config.toml and /etc/profile.d/discovery-lab.sh.
+        "ctl": "discoveryctl" if machine else f"discoveryctl --etcd-endpoints {endpoints}{flags}",
         "etcd": endpoints,
+        "etcdctl_tls": "" if machine else "".join(f"{k}={v} " for k, v in tls_env.items()),
         "image": state.images.get("base", "discovery-lab/base:0.1.0"),
     }
     for name, host in state.hosts.items():
@@ -327,9 +332,11 @@ def _dns_answers(state: LabState, host: str) -> bool:
 
 
 def _etcdctl(state: LabState, *argv: str) -> subprocess.CompletedProcess[str]:
-    # etcdctl refuses --endpoints while ETCDCTL_ENDPOINTS is set.
+    # etcdctl refuses --endpoints (and --cert ...) while its ETCDCTL_* variable is set.
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    root = etcd_client(state, ROOT)  # what the lab itself does to etcd, it does as root
     return _run([etcd_binary("etcdctl"), "--endpoints", ",".join(state.etcd_endpoints),
+                 *(root.flags() if root else []),
                  "--dial-timeout=1s", "--command-timeout=2s", *argv], env=env)  # fmt: skip
 
 

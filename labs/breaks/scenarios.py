@@ -292,7 +292,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
         tries=(
             "{ctl} lookup web",
-            "ETCDCTL_ENDPOINTS={etcd} etcdctl endpoint health",
+            "ETCDCTL_ENDPOINTS={etcd} {etcdctl_tls}etcdctl endpoint health",
             "{lab} status",
             "{doctor}",
         ),

@@ -21,6 +21,7 @@ from discovery.errors import DiscoveryError
 from discovery.settings import Settings
 from discovery.store_api import KeyValue, Store
 from labs.etcd_server import etcd_binary
+from labs.etcd_tls import ETCDCTL_TLS_VARIABLES
 from labs.runner import process_condition
 from labs.state import LabState
 from labs.troubleshoot import doctor
@@ -79,14 +80,24 @@ async def gather_lab(
 # ---------------------------------------------------------------- etcd
 
 
-async def _member(endpoint: str) -> MemberFacts:
+async def _member(endpoint: str, settings: Settings) -> MemberFacts:
     # The member through ETCDCTL_ENDPOINTS, not --endpoints: etcdctl refuses the flag
-    # while the variable is set, as it is in a shell after `eval $(discoveryctl lab env)`.
+    # while the variable is set, as it is in a shell after `eval $(discoveryctl lab env)`;
+    # the same for the TLS files.
+    tls = {
+        variable: path
+        for variable, path in zip(
+            ETCDCTL_TLS_VARIABLES,
+            (settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file),
+            strict=True,
+        )
+        if path
+    }
     result = await run_command(
         [etcd_binary("etcdctl"), "--dial-timeout=1s", "--command-timeout=2s",
          "endpoint", "status", "-w", "json"],
         timeout_s=5,
-        env={"ETCDCTL_ENDPOINTS": endpoint},
+        env={"ETCDCTL_ENDPOINTS": endpoint, **tls},
     )  # fmt: skip
     if not result.ok:
         lines = (result.stderr or "no answer").strip().splitlines()
@@ -115,7 +126,7 @@ async def _read_etcd(
 
 
 async def _etcd(lab: LabHosts, settings: Settings, store: Store) -> EtcdFacts:
-    members = list(await asyncio.gather(*map(_member, lab.etcd_endpoints)))
+    members = list(await asyncio.gather(*(_member(url, settings) for url in lab.etcd_endpoints)))
     facts = EtcdFacts(members=members)
     nodes_root = schema.nodes_prefix(settings.prefix, settings.domain)
     try:

@@ -11,7 +11,8 @@ import shlex
 from dataclasses import dataclass
 
 from discovery.errors import DiscoveryError
-from labs.state import LabState
+from labs.etcd_tls import ClientFiles
+from labs.state import LabState, etcd_client
 from labs.vagrant_lab import VagrantLab
 
 
@@ -45,6 +46,7 @@ class LabHosts:
     hosts: dict[str, LabHost]
     etcd_endpoints: tuple[str, ...]
     default_host: str
+    etcd_client: ClientFiles | None = None  # the learner's certificate, when etcd has TLS
 
     def host(self, name: str | None) -> LabHost:
         name = name or self.default_host
@@ -75,7 +77,9 @@ def local_lab_hosts(state: LabState) -> LabHosts:
         for name, host in sorted(state.hosts.items(), key=lambda item: _host_order(item[0]))
     }
     default = state.active_host if state.active_host in hosts else next(iter(hosts), "")
-    return LabHosts(state.name, "local", hosts, tuple(state.etcd_endpoints), default)
+    return LabHosts(
+        state.name, "local", hosts, tuple(state.etcd_endpoints), default, etcd_client(state)
+    )
 
 
 def vagrant_lab_hosts(lab: VagrantLab) -> LabHosts:
@@ -91,7 +95,9 @@ def vagrant_lab_hosts(lab: VagrantLab) -> LabHosts:
             reached_by="this VM" if here else f"ssh root@{address}",
             remote_shell=not here,
         )
-    return LabHosts("lab", "vagrant", hosts, tuple(lab.etcd_endpoints), lab.this_host)
+    return LabHosts(
+        "lab", "vagrant", hosts, tuple(lab.etcd_endpoints), lab.this_host, lab.etcd_client()
+    )
 
 
 def _host_order(name: str) -> tuple[int, str]:

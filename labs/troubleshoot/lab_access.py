@@ -29,8 +29,11 @@ class FoundLab:
 
     @property
     def settings(self) -> Settings:
-        """The lab's etcd, within discoveryctl's command budget."""
-        return within_command_budget(Settings(etcd_endpoints=self.hosts.etcd_endpoints))
+        """The lab's etcd as the learner, within discoveryctl's command budget."""
+        settings = Settings(etcd_endpoints=self.hosts.etcd_endpoints)
+        if self.hosts.etcd_client:
+            settings = self.hosts.etcd_client.settings(settings)
+        return within_command_budget(settings)
 
 
 def add_lab_name(parser: argparse.ArgumentParser) -> None:

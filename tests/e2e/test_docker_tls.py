@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from labs import docker_certs
 from labs import docker_tls as tls
+from labs import lab_certs
 from labs.testing.lab_driver import LabDriver, running_lab
 from labs.testing.waiting import wait_until
 from tests.prerequisites import require_binary, require_root
@@ -128,7 +128,7 @@ def test_without_a_client_certificate_the_daemon_refuses(lab, tmp_path):
     assert "bad certificate" in anonymous or "certificate required" in anonymous, anonymous
 
 
-def _client_dir(lab: LabDriver, where: Path, cert: docker_certs.Issued) -> Path:
+def _client_dir(lab: LabDriver, where: Path, cert: lab_certs.Issued) -> Path:
     """A DOCKER_CERT_PATH that trusts the lab's CA and shows ``cert``."""
     where.mkdir()
     lab_ca = Path(lab.state().hosts["host1"].docker_cert_path, "ca.pem")
@@ -138,15 +138,15 @@ def _client_dir(lab: LabDriver, where: Path, cert: docker_certs.Issued) -> Path:
     return where
 
 
-def _lab_ca(lab: LabDriver) -> docker_certs.Issued:
+def _lab_ca(lab: LabDriver) -> lab_certs.Issued:
     layout = tls.CertLayout(Path(lab.env["DISCOVERY_LAB_STATE"]) / LAB)
-    return docker_certs.Issued(layout.ca_cert.read_bytes(), layout.ca_key.read_bytes())
+    return lab_certs.Issued(layout.ca_cert.read_bytes(), layout.ca_key.read_bytes())
 
 
 def test_a_client_certificate_from_another_ca_is_refused(lab, tmp_path):
-    now = docker_certs.now()
-    other_ca = docker_certs.issue(tls.ca_spec("other", now))
-    stranger = docker_certs.issue(tls.client_spec("other", now), other_ca)
+    now = lab_certs.now()
+    other_ca = lab_certs.issue(tls.ca_spec("other", now))
+    stranger = lab_certs.issue(tls.client_spec("other", now), other_ca)
     cert_path = _client_dir(lab, tmp_path / "stranger", stranger)
     result = shell(lab, f"eval $(discoveryctl lab env host1)\nexport DOCKER_CERT_PATH={cert_path}\n"
                         "docker version --format '{{.Server.Version}}'")  # fmt: skip
@@ -154,10 +154,10 @@ def test_a_client_certificate_from_another_ca_is_refused(lab, tmp_path):
 
 
 def test_an_expired_client_certificate_is_refused_and_lab_env_says_so_in_one_line(lab, tmp_path):
-    now = docker_certs.now()
+    now = lab_certs.now()
     month_ago, yesterday = now - dt.timedelta(days=30), now - dt.timedelta(days=1)
     expired_spec = tls.CertSpec("discovery-lab expired client", "client", month_ago, yesterday)
-    expired = docker_certs.issue(expired_spec, _lab_ca(lab))
+    expired = lab_certs.issue(expired_spec, _lab_ca(lab))
     cert_path = _client_dir(lab, tmp_path / "expired", expired)
     result = shell(lab, f"eval $(discoveryctl lab env host1)\nexport DOCKER_CERT_PATH={cert_path}\n"
                         "docker version --format '{{.Server.Version}}'")  # fmt: skip

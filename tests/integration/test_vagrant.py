@@ -283,8 +283,8 @@ def _ruby_certs(directory: Path, hosts: dict[str, str]) -> None:
 def test_the_vagrantfile_makes_the_local_lab_s_certificates(tmp_path: Path) -> None:
     import stat
 
-    from labs import docker_certs
     from labs import docker_tls as tls
+    from labs import lab_certs
 
     hosts = {"host1": PRIVATE_IP, "host2": "192.168.56.12"}
     _ruby_certs(tmp_path, hosts)
@@ -294,10 +294,10 @@ def test_the_vagrantfile_makes_the_local_lab_s_certificates(tmp_path: Path) -> N
         assert stat.S_IMODE(machine.stat().st_mode) == 0o700
         for key in ("key.pem", "server-key.pem"):
             assert stat.S_IMODE((machine / key).stat().st_mode) == 0o600
-        assert docker_certs.client_cert_problem(machine) is None
-        server = docker_certs.read_cert(layout.server_cert(name), layout.ca_cert)
+        assert lab_certs.client_cert_problem(machine) is None
+        server = lab_certs.read_cert(layout.server_cert(name), layout.ca_cert)
         # the very names and addresses the local lab's server certificates carry
-        spec = tls.server_spec(name, ipaddress.IPv4Address(ip), docker_certs.now())
+        spec = tls.server_spec(name, ipaddress.IPv4Address(ip), lab_certs.now())
         assert server.signed_by_ca
         assert server.dns_names == spec.dns_names
         assert server.ip_addresses == tuple(str(a) for a in spec.ip_addresses)
@@ -307,10 +307,10 @@ def test_the_vagrantfile_makes_the_local_lab_s_certificates(tmp_path: Path) -> N
     before = {path: path.read_bytes() for path in tmp_path.rglob("*.pem")}
     _ruby_certs(tmp_path, hosts)  # every vagrant command runs the Vagrantfile: kept
     assert {path: path.read_bytes() for path in tmp_path.rglob("*.pem")} == before
-    old = docker_certs.read_cert(layout.server_cert("host2"), layout.ca_cert).serial
+    old = lab_certs.read_cert(layout.server_cert("host2"), layout.ca_cert).serial
     layout.server_cert("host2").unlink()
     _ruby_certs(tmp_path, hosts)  # the README's way to a new server certificate
-    assert docker_certs.read_cert(layout.server_cert("host2"), layout.ca_cert).serial != old
+    assert lab_certs.read_cert(layout.server_cert("host2"), layout.ca_cert).serial != old
     assert layout.ca_cert.read_bytes() == before[layout.ca_cert]
 
 

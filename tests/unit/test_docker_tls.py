@@ -1,5 +1,5 @@
 """The lab's Docker TLS: who gets which certificate, where files live, what env and config
-print (labs/docker_tls.py, pure), and the certificates labs/docker_certs.py makes from it."""
+print (labs/docker_tls.py, pure), and the certificates labs/lab_certs.py makes from it."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from labs import docker_certs
 from labs import docker_tls as tls
+from labs import lab_certs
 from labs.dockerd import DockerDaemon
 
 NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
@@ -49,7 +49,7 @@ def test_a_spec_that_ends_before_it_starts_or_has_no_known_usage_is_refused():
     with pytest.raises(ValueError, match="not after"):
         tls.CertSpec("x", "client", NOW, NOW)
     with pytest.raises(ValueError, match="usage"):
-        tls.CertSpec("x", "peer", NOW, NOW + dt.timedelta(days=1))
+        tls.CertSpec("x", "member", NOW, NOW + dt.timedelta(days=1))
 
 
 def test_the_files_are_docker_machine_s_tree():
@@ -133,7 +133,7 @@ def test_lab_up_s_certificates_are_signed_by_the_lab_ca_with_the_right_names_and
     tmp_path: Path,
 ):
     layout = tls.CertLayout(tmp_path)
-    machine = docker_certs.ensure_host_certs(layout, "lab", "host2", "192.168.100.12")
+    machine = lab_certs.ensure_host_certs(layout, "lab", "host2", "192.168.100.12")
     ca = _cert(layout.ca_cert)
     server = _cert(layout.server_cert("host2"))
     client = _cert(machine / "cert.pem")
@@ -160,13 +160,13 @@ def test_lab_up_s_certificates_are_signed_by_the_lab_ca_with_the_right_names_and
 
 def test_the_files_are_root_only_and_kept_across_lab_ups(tmp_path: Path):
     layout = tls.CertLayout(tmp_path)
-    machine = docker_certs.ensure_host_certs(layout, "lab", "host1", "192.168.100.11")
+    machine = lab_certs.ensure_host_certs(layout, "lab", "host1", "192.168.100.11")
     for directory in (layout.certs_dir, machine.parent, machine):
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
     for key in (layout.ca_key, layout.client_key, machine / "key.pem", machine / "server-key.pem"):
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
     before = {path: path.read_bytes() for path in tmp_path.rglob("*.pem")}
-    docker_certs.ensure_host_certs(layout, "lab", "host1", "192.168.100.11")
+    lab_certs.ensure_host_certs(layout, "lab", "host1", "192.168.100.11")
     assert {path: path.read_bytes() for path in tmp_path.rglob("*.pem")} == before
 
 
@@ -174,37 +174,37 @@ def test_regenerating_makes_a_new_server_certificate_and_keeps_the_ca_and_the_cl
     tmp_path: Path,
 ):
     layout = tls.CertLayout(tmp_path)
-    docker_certs.ensure_host_certs(layout, "lab", "host2", "192.168.100.12")
+    lab_certs.ensure_host_certs(layout, "lab", "host2", "192.168.100.12")
     ca, client = layout.ca_cert.read_bytes(), layout.client_cert.read_bytes()
     old = _cert(layout.server_cert("host2")).serial_number
-    docker_certs.ensure_host_certs(layout, "lab", "host2", "192.168.100.12", renew=True)
+    lab_certs.ensure_host_certs(layout, "lab", "host2", "192.168.100.12", renew=True)
     assert _cert(layout.server_cert("host2")).serial_number != old
     assert (layout.ca_cert.read_bytes(), layout.client_cert.read_bytes()) == (ca, client)
 
 
 def test_a_client_certificate_that_would_be_refused_is_named_in_words(tmp_path: Path):
     layout = tls.CertLayout(tmp_path / "lab")
-    machine = docker_certs.ensure_host_certs(layout, "lab", "host1", "192.168.100.11")
-    assert docker_certs.client_cert_problem(machine) is None
-    later = docker_certs.now() + dt.timedelta(days=1081)
-    assert "expired on" in (docker_certs.client_cert_problem(machine, at=later) or "")
+    machine = lab_certs.ensure_host_certs(layout, "lab", "host1", "192.168.100.11")
+    assert lab_certs.client_cert_problem(machine) is None
+    later = lab_certs.now() + dt.timedelta(days=1081)
+    assert "expired on" in (lab_certs.client_cert_problem(machine, at=later) or "")
 
     other = tls.CertLayout(tmp_path / "other")
-    docker_certs.ensure_lab_ca(other, "other")
+    lab_certs.ensure_lab_ca(other, "other")
     (machine / "cert.pem").write_bytes(other.client_cert.read_bytes())
-    assert "not signed by the lab's CA" in (docker_certs.client_cert_problem(machine) or "")
+    assert "not signed by the lab's CA" in (lab_certs.client_cert_problem(machine) or "")
     (machine / "cert.pem").unlink()
-    assert "cert.pem is missing" in (docker_certs.client_cert_problem(machine) or "")
+    assert "cert.pem is missing" in (lab_certs.client_cert_problem(machine) or "")
 
 
 def test_a_ca_made_again_after_its_files_were_lost_signs_new_certificates_for_everyone(
     tmp_path: Path,
 ):
     layout = tls.CertLayout(tmp_path)
-    machine = docker_certs.ensure_host_certs(layout, "lab", "host1", "192.168.100.11")
+    machine = lab_certs.ensure_host_certs(layout, "lab", "host1", "192.168.100.11")
     layout.ca_cert.unlink()
     layout.ca_key.unlink()
-    docker_certs.ensure_host_certs(layout, "lab", "host1", "192.168.100.11")
+    lab_certs.ensure_host_certs(layout, "lab", "host1", "192.168.100.11")
     ca = _cert(layout.ca_cert)
     for cert in (layout.server_cert("host1"), layout.client_cert, machine / "cert.pem"):
         _cert(cert).verify_directly_issued_by(ca)

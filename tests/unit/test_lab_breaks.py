@@ -35,7 +35,8 @@ CONTEXT = {
     "doctor": "discoveryctl doctor",
     "explain": "discoveryctl explain",
     "image": "discovery-lab/base:0.1.0",
-    "etcd": "http://192.168.100.11:2379",
+    "etcd": "https://192.168.100.11:2379",
+    "etcdctl_tls": "",  # the machine's lab: etcdctl's certificate is in /etc/profile.d
     **{f"bridge_host{i}": f"10.5.{i}.1" for i in (1, 2, 3)},
     **{f"ip_host{i}": f"192.168.100.1{i}" for i in (1, 2, 3)},
 }

@@ -22,23 +22,23 @@ def test_three_host_plan():
         ("host2", "lab-host2", "lab-h2", "192.168.100.12"),
         ("host3", "lab-host3", "lab-h3", "192.168.100.13"),
     ]
-    assert plan.etcd_endpoints == ["http://192.168.100.1:2379"]
+    assert plan.etcd_endpoints == ["https://192.168.100.1:2379"]
     assert plan.host("host2").underlay_cidr == "192.168.100.12/24"
 
 
 def test_three_etcd_members_live_on_the_first_three_hosts():
     plan = plan_lab(4, etcd_members=3)
-    assert plan.etcd_endpoints == [f"http://192.168.100.1{n}:2379" for n in (1, 2, 3)]
+    assert plan.etcd_endpoints == [f"https://192.168.100.1{n}:2379" for n in (1, 2, 3)]
 
 
 def test_each_host_tries_its_own_etcd_member_first_and_the_others_spread_out():
     plan = plan_lab(4, etcd_members=3)
-    member = [f"http://192.168.100.1{n}:2379" for n in (1, 2, 3)]
+    member = [f"https://192.168.100.1{n}:2379" for n in (1, 2, 3)]
     firsts = [plan.etcd_endpoints_for(host)[0] for host in plan.hosts]
     assert firsts == [member[0], member[1], member[2], member[0]]
     assert all(sorted(plan.etcd_endpoints_for(host)) == member for host in plan.hosts)
     single = plan_lab(2)
-    assert single.etcd_endpoints_for(single.hosts[1]) == ["http://192.168.100.1:2379"]
+    assert single.etcd_endpoints_for(single.hosts[1]) == ["https://192.168.100.1:2379"]
 
 
 def test_hosts_take_the_underlay_s_own_prefix_length():

@@ -1,7 +1,7 @@
-"""Make and keep the lab's Docker TLS certificates: keys, signatures and files (the I/O).
+"""Make and keep the lab's certificates, Docker's and etcd's: keys, signatures, files (the I/O).
 
-What each certificate says and where it lives is ``labs.docker_tls`` (pure); this
-module turns those specs into keys and X.509 certificates with PyPI's
+What each certificate says and where it lives is ``labs.docker_tls`` and
+``labs.etcd_tls`` (pure); this module turns those specs into keys and X.509 certificates with PyPI's
 ``cryptography`` (the only module that imports it) and writes them root-only:
 directories 0700, private keys 0600.
 
@@ -26,7 +26,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from discovery.errors import DiscoveryError
 from labs import docker_tls as tls
+from labs import etcd_tls
 from labs.docker_tls import CertLayout, CertSpec
+from labs.etcd_tls import EtcdCertLayout
 
 
 class CertificateError(DiscoveryError):
@@ -75,12 +77,12 @@ def issue(spec: CertSpec, ca: Issued | None = None) -> Issued:
     else:
         builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
         usage = dict(key_cert_sign=False, crl_sign=False, digital_signature=True)
-        purpose = (
-            ExtendedKeyUsageOID.SERVER_AUTH
-            if spec.usage == "server"
-            else ExtendedKeyUsageOID.CLIENT_AUTH
-        )
-        builder = builder.add_extension(x509.ExtendedKeyUsage([purpose]), False)
+        purposes = {
+            "server": [ExtendedKeyUsageOID.SERVER_AUTH],
+            "client": [ExtendedKeyUsageOID.CLIENT_AUTH],
+            "peer": [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        }[spec.usage]
+        builder = builder.add_extension(x509.ExtendedKeyUsage(purposes), False)
     builder = builder.add_extension(
         x509.KeyUsage(
             content_commitment=False,
@@ -181,6 +183,23 @@ def ensure_host_certs(
     ):
         _write(machine / name, source.read_bytes(), mode)
     return machine
+
+
+def ensure_etcd_certs(
+    layout: CertLayout, lab_name: str, members: dict[str, str], components: tuple[str, ...]
+) -> EtcdCertLayout:
+    """A certificate for each etcd member (name -> its address) and each component,
+    signed by the lab's CA: made once, kept while that CA signed them."""
+    ca = ensure_lab_ca(layout, lab_name)
+    etcd = EtcdCertLayout(layout.root)
+    _private_dir(etcd.directory)
+    specs = [etcd_tls.member_spec(name, address, now()) for name, address in members.items()]
+    specs += [etcd_tls.component_spec(component, now()) for component in components]
+    for spec in specs:
+        cert, key = etcd.cert_file(spec.common_name), etcd.key_file(spec.common_name)
+        if not _signed_by(cert, layout) or not key.exists():
+            _save(cert, key, issue(spec, ca))
+    return etcd
 
 
 def _signed_by(cert_path: Path, layout: CertLayout) -> bool:
