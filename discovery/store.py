@@ -289,7 +289,8 @@ class EtcdStore:
             if attempt % len(self.endpoints) == 0:
                 await pause.wait()
         tried = list(dict.fromkeys(failures[-len(self.endpoints) :]))
-        raise EtcdUnavailable(f"etcd unreachable for {what}; tried {', '.join(tried)}")
+        hint = _plain_to_tls_hint(self.endpoints, tried)
+        raise EtcdUnavailable(f"etcd unreachable for {what}; tried {', '.join(tried)}{hint}")
 
     async def close(self) -> None:
         self._closed = True
@@ -520,7 +521,38 @@ def _change(event: Any) -> Change:
 
 def _short(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:160]
+    return tls_failure(text) or text.splitlines()[0][:160]
+
+
+# What gRPC's TLS errors mean, in the words of a client that must fix its flags.
+_TLS_REFUSALS = (
+    # the member's alert: our certificate is missing, not from its CA, or expired
+    (("ALERT_BAD_CERTIFICATE", "ALERT_CERTIFICATE_REQUIRED", "ALERT_UNKNOWN_CA",
+      "ALERT_CERTIFICATE_EXPIRED"),
+     "etcd refused this client's certificate (none given, not signed by etcd's CA, or "
+     "expired): check --cert and --key"),
+    # our own check of the member's certificate
+    (("CERTIFICATE_VERIFY_FAILED",),
+     "this client does not trust etcd's certificate: check --cacert"),
+)  # fmt: skip
+
+
+def tls_failure(text: str) -> str | None:
+    """A TLS handshake failure in gRPC's words -> which side refused whom, or None."""
+    if "handshake failed" not in text.lower():
+        return None
+    for marks, meaning in _TLS_REFUSALS:
+        if any(mark in text for mark in marks):
+            return f"TLS handshake failed: {meaning}"
+    return "TLS handshake failed: check --cacert, --cert and --key"
+
+
+def _plain_to_tls_hint(endpoints: list[str], failures: list[str]) -> str:
+    """A member that serves only TLS closes a plain connection without a word: say so."""
+    plain = any(urlparse(endpoint).scheme == "http" for endpoint in endpoints)
+    if plain and any("Socket closed" in failure for failure in failures):
+        return " (an etcd that serves only TLS closes plain http:// connections: use https://)"
+    return ""
 
 
 def _converted(error: BaseException, what: str) -> DiscoveryError:

@@ -100,7 +100,8 @@ def ip_json(lab: LabDriver, host: str, *argv: str) -> list[dict]:
 
 def etcdctl_json(lab: LabDriver, *argv: str) -> dict:
     endpoints = ",".join(lab.state().etcd_endpoints)
-    result = subprocess.run([ETCDCTL, "--endpoints", endpoints, *argv, "-w", "json"],
+    learner = lab.etcd_client().flags()
+    result = subprocess.run([ETCDCTL, "--endpoints", endpoints, *learner, *argv, "-w", "json"],
                             capture_output=True, text=True, check=True, timeout=30)  # fmt: skip
     return json.loads(result.stdout)
 
@@ -247,7 +248,11 @@ def test_doctor_passes_every_check_on_the_healthy_lab(lab):
     assert text.returncode == 0 and text.stdout.splitlines()[-1].startswith("0 FAIL, 0 WARN")
     # the same in a learner's shell after `eval $(discoveryctl lab env host1)`, where
     # ETCDCTL_ENDPOINTS is set (etcdctl then refuses an --endpoints flag)
-    learner = {**lab.env, "ETCDCTL_ENDPOINTS": ",".join(lab.state().etcd_endpoints)}
+    learner = {
+        **lab.env,
+        "ETCDCTL_ENDPOINTS": ",".join(lab.state().etcd_endpoints),
+        **lab.etcd_client().etcdctl_env(),
+    }
     in_shell = subprocess.run(
         [sys.executable, "-m", "discovery.cli", "doctor", "--name", lab.name],
         capture_output=True, text=True, env=learner, timeout=60,

@@ -195,7 +195,8 @@ def see_frozen_catalog(lab: LabDriver) -> None:
     state = lab.state()
     lookup = subprocess.run(
         [sys.executable, "-m", "discovery.cli", "--etcd-endpoints", ",".join(state.etcd_endpoints),
-         "lookup", "web"], capture_output=True, text=True, env=lab.env, timeout=60,
+         *lab.etcd_client().flags(), "lookup", "web"],
+        capture_output=True, text=True, env=lab.env, timeout=60,
     )  # fmt: skip
     assert lookup.returncode == 3 and "etcd unreachable" in lookup.stderr, lookup.stderr
     assert lab.resolve("host1") == {web(lab, h) for h in HOSTS}  # from the servers' copy

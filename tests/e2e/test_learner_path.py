@@ -69,7 +69,9 @@ def lab_up_output() -> Iterator[str]:
     finally:
         down = new_shell("scripts/lab down", timeout_s=300)
         assert down.returncode == 0, down.stdout + down.stderr
-    after = new_shell("command -v discoveryctl; ls /etc/discovery/config.toml")
+    after = new_shell(
+        "command -v discoveryctl; ls /etc/discovery/config.toml /etc/profile.d/discovery-lab.sh"
+    )
     assert after.stdout.strip() == "", f"lab down left the front door: {after.stdout}"
 
 
@@ -90,6 +92,31 @@ def test_a_new_shell_finds_the_commands_and_the_lab(lab_up_output):
     pointed = new_shell("eval $(discoveryctl lab env host2); discoveryctl lab ls -o json")
     active = [row["name"] for row in json.loads(pointed.stdout) if row["active"]]
     assert active == ["host2"], pointed.stdout + pointed.stderr
+
+
+def test_a_new_shell_is_the_learner_on_an_etcd_that_speaks_only_tls(lab_up_output):
+    """No flags: etcdctl and discoveryctl find the learner's certificate, whose role
+    reads everything and writes hand-made records, and nothing else."""
+    who = new_shell('openssl x509 -noout -subject -in "$ETCDCTL_CERT"')
+    assert who.returncode == 0 and "CN = learner" in who.stdout, who.stdout + who.stderr
+    assert new_shell("etcdctl get /coreos.com/network/config").returncode == 0
+    refused = new_shell("etcdctl put /coreos.com/network/config '{}'")
+    assert refused.returncode != 0 and "permission denied" in refused.stderr, refused.stderr
+    hand_made = new_shell(
+        "discoveryctl register learner-check --address 10.5.99.9 --ttl 5 && "
+        "discoveryctl deregister learner-check --address 10.5.99.9"
+    )
+    assert hand_made.returncode == 0, hand_made.stdout + hand_made.stderr
+    plain = new_shell(
+        'ETCDCTL_ENDPOINTS="${ETCDCTL_ENDPOINTS//https:/http:}" '
+        "etcdctl --dial-timeout=1s --command-timeout=2s get /coreos.com/network/config"
+    )
+    assert plain.returncode != 0, plain.stdout
+    no_certificate = new_shell(
+        "env -u ETCDCTL_CERT -u ETCDCTL_KEY etcdctl --dial-timeout=1s --command-timeout=2s "
+        "get /coreos.com/network/config"
+    )
+    assert no_certificate.returncode != 0 and "bad certificate" in no_certificate.stderr
 
 
 @pytest.mark.parametrize("exercise", EXERCISES, ids=[e.folder.name for e in EXERCISES])

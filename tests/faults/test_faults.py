@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import os
@@ -40,10 +41,10 @@ import pytest
 from discovery import flannel
 from discovery.errors import DiscoveryError
 from discovery.schema import Endpoint, decode_service_record, parse_record_key, services_prefix
-from discovery.settings import Settings
 from discovery.store import EtcdStore
 from labs.dockerd import DockerDaemon
 from labs.etcd_server import etcd_binary, etcdctl
+from labs.etcd_tls import ROOT
 from labs.runner import child_pid, process_condition
 from labs.state import LabState, ProcessRecord
 from labs.testing.lab_driver import LabDriver
@@ -74,7 +75,9 @@ class FaultLab:
     def __init__(self, driver: LabDriver):
         self.driver = driver
         self.state: LabState = driver.state()
-        self.settings = Settings(etcd_endpoints=tuple(self.state.etcd_endpoints), domain="lab")
+        # The faults are the lab's own doing: as root, whose role may write anything.
+        self.root = driver.etcd_client(ROOT)
+        self.settings = dataclasses.replace(driver.etcd_settings(ROOT), domain="lab")
         self.restarts_expected: dict[str, int] = {}  # "role@host" -> restarts the faults caused
         self.churn = Churn(self)
 
@@ -110,7 +113,7 @@ class FaultLab:
         return result.stdout
 
     def etcdctl(self, *args: str) -> str:
-        return etcdctl(self.state.etcd_endpoints, *args)
+        return etcdctl(self.state.etcd_endpoints, *args, tls=self.root)
 
     # -------------------------------------------------------- what is true now
 
@@ -621,8 +624,8 @@ def _endpoints_flag(lab: FaultLab) -> str:
 
 def _put(lab: FaultLab, key: str, value: bytes) -> None:
     subprocess.run(
-        [etcd_binary("etcdctl").encode(), _endpoints_flag(lab).encode(), b"put", b"--",
-         key.encode(), value],
+        [etcd_binary("etcdctl").encode(), _endpoints_flag(lab).encode(),
+         *(flag.encode() for flag in lab.root.flags()), b"put", b"--", key.encode(), value],
         check=True, capture_output=True, timeout=30,
     )  # fmt: skip
 
