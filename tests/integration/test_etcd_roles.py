@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +25,8 @@ from discovery.settings import Settings
 from discovery.store import EtcdStore
 from labs import docker_tls, etcd_tls, lab_certs
 from labs.etcd_server import EtcdMember, EtcdServerError, TlsFiles, enable_auth, etcdctl
+from labs.testing.waiting import wait_until
+from tests.prerequisites import require_binary
 
 pytestmark = pytest.mark.etcd
 
@@ -203,3 +208,54 @@ def _with_files(secured: SecuredEtcd, directory: Path, issued: lab_certs.Issued)
     key.write_bytes(issued.key_pem)
     learner = secured.settings(etcd_tls.LEARNER)
     return dataclasses.replace(learner, tls_cert_file=str(cert), tls_key_file=str(key))
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_dns_server_with_another_component_s_certificate_says_so_once_and_keeps_serving(
+    secured, tmp_path
+):
+    """The DNS server handed the network agent's certificate: etcd refuses its reads; it
+    says so in one line, keeps answering, and never crashes."""
+    require_binary("dig")
+    port = _free_port()
+    log = tmp_path / "dns.log"
+    wrong = secured.certs.client(etcd_tls.NETWORK_AGENT)
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "discovery-dns"), "--listen", f"127.0.0.1:{port}",
+             "--etcd-endpoints", secured.member.client_url, *wrong.flags()],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: "permission denied" in log.read_text(), 10, "the refusal in the log")
+        soa = subprocess.run(
+            ["dig", "+time=1", "+tries=3", "-p", str(port), "@127.0.0.1", "lab", "SOA"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        # It answers (with no catalog ever read: SERVFAIL, as a resolver expects) and lives.
+        assert "status: SERVFAIL" in soa.stdout, soa.stdout + soa.stderr
+        assert server.poll() is None
+        refusals = [line for line in log.read_text().splitlines() if "permission denied" in line]
+        assert len(refusals) == 1, refusals
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_discoveryctl_with_a_read_only_certificate_is_refused_in_one_line(secured):
+    dns = secured.certs.client(etcd_tls.DNS_SERVER)
+    result = subprocess.run(
+        [sys.executable, "-m", "discovery.cli", "--etcd-endpoints", secured.member.client_url,
+         *dns.flags(), "register", "hand-made", "--address", "10.5.7.9"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "discoveryctl: etcd refused put "
+        "/skydns/lab/service/hand-made/manual-10-5-7-9-ip: etcdserver: permission denied"
+    ]
