@@ -9,7 +9,7 @@ Another host is reached over SSH with the lab's own key, as docker-machine reach
 its hosts (``/etc/ssh/ssh_config.d/discovery-lab.conf`` names the key). Every VM's
 dockerd also listens on ``tcp://IP:2376`` with TLS, as Docker Machine's hosts did:
 the Vagrantfile makes the lab's CA and certificates once, on the machine that runs
-vagrant (``labs/provision/docker_certs.rb``), and provisioning gives each VM its
+vagrant (``labs/provision/lab_certs.rb``), and provisioning gives each VM its
 server certificate and the learner's client files (``DOCKER_CERT_PATH``,
 ``/etc/discovery/docker-certs``); ``lab env HOST`` then prints what
 ``docker-machine env`` prints. The lab's own tools keep the unix socket here and
@@ -59,7 +59,7 @@ VAGRANT_VERBS = {
     "status": "vagrant status, and on a VM: systemctl status 'discovery-*' docker",
     "demo": "the demo's steps by hand (README, 'The Vagrant lab')",
     "images": "docker images 'discovery-lab/*' on a VM",
-    "regenerate-certs": "rm .vagrant/discovery-lab/docker-certs/machines/{host}/server*.pem, "
+    "regenerate-certs": "rm .vagrant/discovery-lab/tls/machines/{host}/server*.pem, "
     "then vagrant provision {host} (on the machine that runs vagrant: it makes a new one "
     "and restarts the VM's docker)",
 }

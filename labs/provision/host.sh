@@ -21,7 +21,7 @@
 # --ssh-key: the lab's key pair (made by the Vagrantfile on the machine running
 #   vagrant): root on every VM accepts it and uses it to reach the others.
 # --docker-certs DIR: this host's Docker TLS files, made by the Vagrantfile on the machine
-#   running vagrant (labs/provision/docker_certs.rb): ca.pem, server.pem, server-key.pem
+#   running vagrant (labs/provision/lab_certs.rb): ca.pem, server.pem, server-key.pem
 #   for dockerd (/etc/docker/discovery-lab-tls), ca.pem, cert.pem, key.pem for the learner
 #   (/etc/discovery/docker-certs, DOCKER_CERT_PATH). dockerd then also listens on
 #   tcp://IP:2376 with --tlsverify, as Docker Machine's hosts did.

@@ -268,16 +268,27 @@ def test_docker_config_from_a_real_agents_subnet_env(vm_netns: str, tmp_path: Pa
 # ------------------------------------------------------------ the Vagrantfile's Docker TLS
 
 
-def _ruby_certs(directory: Path, hosts: dict[str, str]) -> None:
-    """What the Vagrantfile runs on the machine running vagrant."""
+def _ruby(script: str, directory: Path) -> str:
+    """What the Vagrantfile runs on the machine running vagrant (ARGV[0]: the directory)."""
     require_binary("ruby")
-    pairs = ", ".join(f'"{name}" => "{ip}"' for name, ip in hosts.items())
-    script = f"DiscoveryLabDockerCerts.ensure(ARGV[0], {{{pairs}}})"
     result = subprocess.run(
-        ["ruby", "-r", str(REPO / "labs/provision/docker_certs.rb"), "-e", script, str(directory)],
+        ["ruby", "-r", str(REPO / "labs/provision/lab_certs.rb"), "-e", script, str(directory)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _ruby_hash(pairs: dict[str, str]) -> str:
+    return "{" + ", ".join(f'"{name}" => "{ip}"' for name, ip in pairs.items()) + "}"
+
+
+def _ruby_certs(directory: Path, hosts: dict[str, str]) -> None:
+    _ruby(f"DiscoveryLabCerts.ensure_docker(ARGV[0], {_ruby_hash(hosts)})", directory)
+
+
+def _ruby_etcd_certs(directory: Path, members: dict[str, str]) -> None:
+    _ruby(f"DiscoveryLabCerts.ensure_etcd(ARGV[0], {_ruby_hash(members)})", directory)
 
 
 def test_the_vagrantfile_makes_the_local_lab_s_certificates(tmp_path: Path) -> None:
@@ -353,3 +364,101 @@ def test_a_dockerd_with_the_vagrantfile_s_certificates_serves_only_the_lab_s_cli
         assert docker().returncode != 0  # no TLS, no certificate
     finally:
         daemon.remove()
+
+
+# ------------------------------------------------------------ the Vagrantfile's etcd TLS
+
+
+def test_the_vagrantfile_makes_the_local_lab_s_etcd_certificates(tmp_path: Path) -> None:
+    import stat
+
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from labs import docker_tls as tls
+    from labs import etcd_tls, lab_certs
+
+    members = {"etcd1": PRIVATE_IP, "etcd2": "192.168.56.12"}
+    _ruby_certs(tmp_path, {"host1": PRIVATE_IP})  # Docker's first, as the Vagrantfile
+    _ruby_etcd_certs(tmp_path, members)
+    etcd = etcd_tls.EtcdCertLayout(tmp_path)
+    assert etcd.ca_file == tls.CertLayout(tmp_path).ca_cert  # one CA, Docker's and etcd's
+    assert stat.S_IMODE(etcd.directory.stat().st_mode) == 0o700
+    usages = {
+        "peer": {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH},
+        "client": {ExtendedKeyUsageOID.CLIENT_AUTH},
+    }
+    specs = [etcd_tls.member_spec(name, ip, lab_certs.now()) for name, ip in members.items()]
+    specs += [etcd_tls.component_spec(name, lab_certs.now()) for name in etcd_tls.COMPONENTS]
+    for spec in specs:
+        name = spec.common_name
+        assert stat.S_IMODE(etcd.key_file(name).stat().st_mode) == 0o600
+        facts = lab_certs.read_cert(etcd.cert_file(name), etcd.ca_file)  # Docker's CA
+        assert facts.signed_by_ca, name
+        assert facts.dns_names == spec.dns_names
+        assert facts.ip_addresses == tuple(str(a) for a in spec.ip_addresses)
+        assert facts.not_after - facts.not_before == spec.not_after - spec.not_before
+        cert = x509.load_pem_x509_certificate(etcd.cert_file(name).read_bytes())
+        # the Common Name is the etcd user; the usage is the one etcd checks
+        assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == name
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert set(eku) == usages[spec.usage], name
+
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*.pem")}
+    _ruby_etcd_certs(tmp_path, members)  # every vagrant command runs the Vagrantfile: kept
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*.pem")} == before
+
+
+def test_each_vm_gets_only_its_etcd_files_and_root_s_only_where_etcd_is_set_up(
+    tmp_path: Path,
+) -> None:
+    from labs import etcd_tls
+
+    def files(member: str, with_root: str) -> list[str]:
+        listing = f"DiscoveryLabCerts.etcd_files(ARGV[0], {member}, {with_root})"
+        return _ruby(listing + ".each { |_, file| puts file }", tmp_path).split()
+
+    vm = [name for name in etcd_tls.COMPONENTS if name != etcd_tls.ROOT]
+    expected = ["ca.pem"] + [f for name in vm for f in (f"{name}.pem", f"{name}-key.pem")]
+    assert files("nil", "false") == expected
+    assert files('"etcd3"', "true") == (
+        ["ca.pem", "etcd3.pem", "etcd3-key.pem", *expected[1:], "root.pem", "root-key.pem"]
+    )
+    # The Ruby list of components is the Python one.
+    components = _ruby("puts DiscoveryLabCerts::ETCD_COMPONENTS", tmp_path).split()
+    assert tuple(components) == etcd_tls.COMPONENTS
+
+
+def test_an_etcd_with_the_vagrantfile_s_certificates_serves_only_the_lab_s_clients(
+    tmp_path: Path,
+) -> None:
+    """A real etcd with the unit's TLS flags and the Ruby-made files, on loopback (127.0.0.1
+    is in every member's certificate): the learner's certificate is served, none is refused."""
+    from labs import etcd_tls
+    from labs.etcd_server import EtcdServerError, TlsFiles, etcdctl
+
+    etcd_binary()
+    _ruby_certs(tmp_path / "tls", {"host1": PRIVATE_IP})
+    _ruby_etcd_certs(tmp_path / "tls", {"etcd1": PRIVATE_IP})
+    layout = etcd_tls.EtcdCertLayout(tmp_path / "tls")
+    member = EtcdMember(
+        "etcd1", tmp_path / "etcd" / "etcd1.data",
+        tls=TlsFiles(str(layout.ca_file), str(layout.cert_file("etcd1")),
+                     str(layout.key_file("etcd1"))),
+    )  # fmt: skip
+    try:
+        member.start()
+        endpoints = [member.client_url]
+        assert endpoints[0].startswith("https://127.0.0.1:")
+        learner = layout.client(etcd_tls.LEARNER)
+        etcdctl(endpoints, "put", "/ex08/hello", "world", tls=learner)
+        assert etcdctl(endpoints, "get", "--print-value-only", "/ex08/hello", tls=learner) == (
+            "world\n"
+        )
+        # The lab's CA, but no client certificate: the TLS handshake is refused.
+        with pytest.raises(EtcdServerError):
+            etcdctl(endpoints, "--cacert", str(layout.ca_file), "--dial-timeout", "3s",
+                    "get", "/ex08/hello", timeout_s=30)  # fmt: skip
+        assert "client didn't provide a certificate" in member.log_path.read_text()
+    finally:
+        member.stop()
