@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -235,6 +236,28 @@ class EtcdCertLayout:
         return ClientFiles(self.ca_file, self.cert_file(component), self.key_file(component))
 
 
+def learner_config_lines(learner: ClientFiles) -> list[str]:
+    """config.toml's lines giving this project's commands the learner's certificate."""
+    return [
+        "# etcd serves only clients with a certificate from the lab's CA; this one's",
+        f"# Common Name is the etcd user '{LEARNER}' (etcdctl user get {LEARNER}).",
+        f'tls_ca_file = "{learner.ca_file}"',
+        f'tls_cert_file = "{learner.cert_file}"',
+        f'tls_key_file = "{learner.key_file}"',
+    ]
+
+
+def etcdctl_exports(endpoints: Sequence[str], client: ClientFiles | None) -> list[str]:
+    """A login shell's lines (``/etc/profile.d/``) giving etcdctl the lab's endpoints and
+    ``client``'s certificate, each only if the shell has none of its own: etcdctl has no
+    config file, and 3.5 refuses a flag whose variable is set (``unset ETCDCTL_CERT``
+    before giving ``--cert``)."""
+    variables = {"ETCDCTL_ENDPOINTS": ",".join(endpoints)}
+    if client:
+        variables.update(client.etcdctl_env())
+    return [f'export {key}="${{{key}:-{value}}}"' for key, value in variables.items()]
+
+
 def member_spec(
     name: str, address: str, now: dt.datetime, days: int = docker_tls.VALIDITY_DAYS
 ) -> docker_tls.CertSpec:
@@ -277,7 +300,9 @@ __all__ = [
     "Permission",
     "auth_commands",
     "component_spec",
+    "etcdctl_exports",
     "lab_roles",
+    "learner_config_lines",
     "member_spec",
     "member_tls_args",
 ]

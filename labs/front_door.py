@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from discovery.settings import DEFAULT_CONFIG_PATH
+from labs.etcd_tls import etcdctl_exports, learner_config_lines
 from labs.plan import DEFAULT_LAB_NAME
 from labs.state import DEFAULT_STATE_ROOT, LabState, etcd_client, state_root
 
@@ -51,26 +52,14 @@ def config_text(state: LabState) -> str:
     )
     learner = etcd_client(state)
     if learner:
-        text += (
-            "# etcd serves only clients with a certificate from the lab's CA; this one's\n"
-            "# Common Name is the etcd user 'learner' (etcdctl user get learner).\n"
-            f'tls_ca_file = "{learner.ca_file}"\n'
-            f'tls_cert_file = "{learner.cert_file}"\n'
-            f'tls_key_file = "{learner.key_file}"\n'
-        )
+        text += "".join(line + "\n" for line in learner_config_lines(learner))
     return text
 
 
 def profile_text(state: LabState) -> str:
-    """etcdctl has no config file, only flags and its ETCDCTL_* variables: a login
-    shell gets the variables here, unless it has its own (etcdctl 3.5 refuses a flag
-    whose variable is set, so ``unset ETCDCTL_CERT`` before giving ``--cert``)."""
-    variables = {"ETCDCTL_ENDPOINTS": ",".join(state.etcd_endpoints)}
-    learner = etcd_client(state)
-    if learner:
-        variables.update(learner.etcdctl_env())
+    """etcdctl's variables for a login shell, unless it has its own (etcd_tls.etcdctl_exports)."""
     lines = [f"{CONFIG_MARKER} for lab {state.name!r}; `discoveryctl lab down` removes it."]
-    lines += [f'export {key}="${{{key}:-{value}}}"' for key, value in variables.items()]
+    lines += etcdctl_exports(state.etcd_endpoints, etcd_client(state))
     return "\n".join(lines) + "\n"
 
 

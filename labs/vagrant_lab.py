@@ -69,6 +69,14 @@ class VagrantLabError(DiscoveryError):
     pass
 
 
+def etcd_client_files(cert_dir: str, component: str) -> ClientFiles:
+    """A component's etcd client files on a VM: all in one directory, beside the CA."""
+    directory = Path(cert_dir)
+    return ClientFiles(
+        directory / "ca.pem", directory / f"{component}.pem", directory / f"{component}-key.pem"
+    )
+
+
 @dataclass(frozen=True)
 class VagrantLab:
     this_host: str
@@ -83,10 +91,7 @@ class VagrantLab:
         """The certificate a client of the lab's etcd shows (the learner's by default)."""
         if not self.etcd_cert_dir:
             return None  # provisioned before etcd had TLS
-        directory = Path(self.etcd_cert_dir)
-        return ClientFiles(
-            directory / "ca.pem", directory / f"{component}.pem", directory / f"{component}-key.pem"
-        )
+        return etcd_client_files(self.etcd_cert_dir, component)
 
     def etcd_settings(self, component: str = LEARNER) -> Settings:
         settings = Settings(etcd_endpoints=tuple(self.etcd_endpoints))
@@ -202,6 +207,7 @@ def render_lab_file(
     etcd_endpoints: list[str],
     docker_url: str = LOCAL_DOCKER_URL,
     docker_cert_path: str = "",
+    etcd_cert_dir: str = "",
 ) -> str:
     lines = [
         "# The Vagrant lab, for `discoveryctl lab` on this VM (labs/provision/host.sh).",
@@ -213,6 +219,8 @@ def render_lab_file(
         lines.append(
             f'docker_cert_path = "{docker_cert_path}"  # every daemon on tcp://ADDRESS:2376, TLS'
         )
+    if etcd_cert_dir:
+        lines.append(f'etcd_cert_dir = "{etcd_cert_dir}"  # etcd over TLS: NAME.pem per component')
     lines += [
         "",
         "[hosts]",

@@ -38,7 +38,8 @@ from typing import Any
 
 from discovery.errors import SchemaError
 from discovery.flannel import DockerOptions, docker_options, parse_subnet_env
-from labs import docker_tls, vagrant_lab
+from labs import docker_tls, etcd_tls, vagrant_lab
+from labs.etcd_tls import ClientFiles
 from labs.plan import DNS_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT
 
 DEFAULT_VENV = "/opt/discovery-venv"
@@ -61,6 +62,7 @@ UNIT_SERVICES = "discovery-agent-services.service"
 UNIT_DNS = "discovery-dns.service"
 UNIT_IMAGES = "discovery-lab-images.service"
 DOCKER_DROP_IN = "docker.service.d/discovery-lab.conf"
+PROFILE_FILE = "profile.d/discovery-lab.sh"  # under /etc, as the local lab's front door
 
 
 class ProvisionError(ValueError):
@@ -72,13 +74,14 @@ class EtcdPeer:
     name: str  # etcd1
     ip: ipaddress.IPv4Address
 
+    # TLS only, clients and peers alike, as the local lab's etcd (labs.etcd_tls).
     @property
     def client_url(self) -> str:
-        return f"http://{self.ip}:{ETCD_CLIENT_PORT}"
+        return f"https://{self.ip}:{ETCD_CLIENT_PORT}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://{self.ip}:{ETCD_PEER_PORT}"
+        return f"https://{self.ip}:{ETCD_PEER_PORT}"
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,12 @@ class HostSpec:
     lab_hosts: tuple[tuple[str, str], ...] = ()
     # dockerd also on tcp://IP:2376 with TLS (host.sh --docker-certs installed the files)
     docker_tls: bool = False
+    # etcd's TLS files (host.sh --etcd-certs installed them): ca.pem, NAME.pem, NAME-key.pem
+    etcd_cert_dir: str = vagrant_lab.ETCD_CERT_DIR
+
+    def etcd_client(self, component: str) -> ClientFiles:
+        """What ``component`` shows etcd: its certificate names its etcd user."""
+        return vagrant_lab.etcd_client_files(self.etcd_cert_dir, component)
 
     @property
     def etcd_member(self) -> EtcdPeer | None:
@@ -178,13 +187,30 @@ def render_docker_config(subnet_env: Mapping[str, str], domain: str = "lab") -> 
 
 def render_config_toml(host: HostSpec) -> str:
     endpoints = ", ".join(f'"{url}"' for url in host.etcd_endpoints)
-    return (
-        "# discovery-lab settings for this VM: read by discovery-agent, discovery-dns and\n"
-        "# discoveryctl (flags and DISCOVERY_* variables override them).\n"
-        f"etcd_endpoints = [{endpoints}]\n"
-        f'domain = "{host.domain}"\n'
-        f"lease_ttl_s = {LEASE_TTL_S}\n"
-    )
+    lines = [
+        "# discovery-lab settings for this VM: read by discovery-agent, discovery-dns and",
+        "# discoveryctl (flags and DISCOVERY_* variables override them; each unit gives",
+        "# its own certificate, --cacert --cert --key).",
+        f"etcd_endpoints = [{endpoints}]",
+        f'domain = "{host.domain}"',
+        f"lease_ttl_s = {LEASE_TTL_S}",
+        *etcd_tls.learner_config_lines(host.etcd_client(etcd_tls.LEARNER)),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_profile(host: HostSpec) -> str:
+    """/etc/profile.d/discovery-lab.sh: etcdctl on this VM reaches the lab's etcd as the
+    learner, from any login shell, as the local lab's front door does."""
+    lines = ["# The Vagrant lab's etcd for etcdctl (labs/provision/host.sh): TLS, the learner's."]
+    lines += etcd_tls.etcdctl_exports(host.etcd_endpoints, host.etcd_client(etcd_tls.LEARNER))
+    return "\n".join(lines) + "\n"
+
+
+def _client_flags(host: HostSpec, component: str) -> str:
+    """A unit's etcd certificate flags, continuing its ExecStart: the component's own
+    certificate, whose Common Name is its etcd user (and so its role)."""
+    return "".join(f" \\\n  {line}" for line in _flag_lines(host.etcd_client(component).flags()))
 
 
 def render_etcd_unit(host: HostSpec) -> str | None:
@@ -206,20 +232,38 @@ Type=simple
 ExecStart={host.tool("etcd")} \\
   --name {member.name} \\
   --data-dir {ETCD_DATA_DIR} \\
-  --listen-client-urls {member.client_url},http://127.0.0.1:{ETCD_CLIENT_PORT} \\
+  --listen-client-urls {member.client_url},https://127.0.0.1:{ETCD_CLIENT_PORT} \\
   --advertise-client-urls {member.client_url} \\
   --listen-peer-urls {member.peer_url} \\
   --initial-advertise-peer-urls {member.peer_url} \\
   --initial-cluster {cluster} \\
   --initial-cluster-token discovery-lab \\
   --initial-cluster-state new \\
-  --log-level warn
+  --log-level warn{_etcd_tls_flags(host, member)}
 Restart=always
 RestartSec=2
 
 [Install]
 WantedBy=multi-user.target
 """
+
+
+def _etcd_tls_flags(host: HostSpec, member: EtcdPeer) -> str:
+    """TLS on both ports, certificates demanded (the member's serves and is a client)."""
+    own = host.etcd_client(member.name)
+    flags = etcd_tls.member_tls_args(own.ca_file, own.cert_file, own.key_file)
+    return "".join(f" \\\n  {line}" for line in _flag_lines(flags))
+
+
+def _flag_lines(flags: list[str]) -> list[str]:
+    """``--flag value`` pairs (and lone switches) one to a line, for a readable unit."""
+    lines: list[str] = []
+    for flag in flags:
+        if flag.startswith("--") or not lines:
+            lines.append(flag)
+        else:
+            lines[-1] += f" {flag}"
+    return lines
 
 
 def _after_etcd(host: HostSpec) -> str:
@@ -245,7 +289,7 @@ Type=simple
 ExecStart={host.tool("discovery-agent")} network \\
   --public-ip {host.ip} --iface {host.iface} \\
   --subnet-file {SUBNET_FILE} --docker-opts-file {AGENT_DOCKER_OPTS_FILE} \\
-  --ip-masq {SETTINGS_ARGS}
+  --ip-masq {SETTINGS_ARGS}{_client_flags(host, etcd_tls.NETWORK_AGENT)}
 # etcd may not have quorum yet (its other members boot later): keep trying.
 Restart=always
 RestartSec=3
@@ -298,7 +342,7 @@ EnvironmentFile={HOST_ENV_FILE}
 ExecStart={host.tool("discovery-agent")} services \\
   --docker-host unix:///var/run/docker.sock --host-name {host.name} \\
   --node-ip {host.ip} --check-dns ${{LAB_DNS_LISTEN}} --subnet-file {SUBNET_FILE} \\
-  {SETTINGS_ARGS}
+  {SETTINGS_ARGS}{_client_flags(host, etcd_tls.SERVICES_AGENT)}
 Restart=always
 RestartSec=3
 
@@ -308,6 +352,7 @@ WantedBy=multi-user.target
 
 
 def render_dns_unit(host: HostSpec) -> str:
+    flags = _client_flags(host, etcd_tls.DNS_SERVER)
     return f"""\
 [Unit]
 Description=discovery-dns: the lab domain from etcd, on the docker bridge address
@@ -319,7 +364,7 @@ Type=simple
 # LAB_DNS_LISTEN is the bridge address (docker0's, from the lease), where the
 # containers send DNS; docker.service's ExecStartPre wrote it from subnet.env.
 EnvironmentFile={HOST_ENV_FILE}
-ExecStart={host.tool("discovery-dns")} --listen ${{LAB_DNS_LISTEN}} {SETTINGS_ARGS}
+ExecStart={host.tool("discovery-dns")} --listen ${{LAB_DNS_LISTEN}} {SETTINGS_ARGS}{flags}
 Restart=always
 RestartSec=3
 
@@ -354,6 +399,7 @@ def render_all(host: HostSpec) -> dict[str, str]:
         f"systemd/system/{UNIT_DNS}": render_dns_unit(host),
         f"systemd/system/{UNIT_IMAGES}": render_images_unit(host),
         "discovery/config.toml": render_config_toml(host),
+        PROFILE_FILE: render_profile(host),
     }
     lab_hosts = dict(host.lab_hosts) or {host.name: str(host.ip)}
     files["discovery/lab.toml"] = vagrant_lab.render_lab_file(
@@ -361,6 +407,7 @@ def render_all(host: HostSpec) -> dict[str, str]:
         lab_hosts,
         host.etcd_endpoints,
         docker_cert_path=vagrant_lab.DOCKER_CERT_PATH if host.docker_tls else "",
+        etcd_cert_dir=host.etcd_cert_dir,
     )
     others = [address for name, address in lab_hosts.items() if name != host.name]
     if others:

@@ -14,7 +14,7 @@
 #       --etcd-members etcd1=192.168.56.11,etcd2=192.168.56.12,etcd3=192.168.56.13 \
 #       [--lab-hosts host1=192.168.56.11,host2=192.168.56.12,...] \
 #       [--ssh-key /tmp/discovery-lab-ssh/id_ed25519] [--docker-certs /tmp/discovery-lab-docker] \
-#       [--write-overlay-config] [--render-only]
+#       [--etcd-certs /tmp/discovery-lab-etcd] [--set-up-etcd] [--render-only]
 #
 # --lab-hosts: every host of the lab, written to /etc/discovery/lab.toml, so that
 #   `discoveryctl lab ip|url|env|exec|check` work on this VM (default: this host).
@@ -25,7 +25,12 @@
 #   for dockerd (/etc/docker/discovery-lab-tls), ca.pem, cert.pem, key.pem for the learner
 #   (/etc/discovery/docker-certs, DOCKER_CERT_PATH). dockerd then also listens on
 #   tcp://IP:2376 with --tlsverify, as Docker Machine's hosts did.
-# --write-overlay-config: this host writes flannel's network config into etcd
+# --etcd-certs DIR: this host's etcd TLS files, made by the Vagrantfile with the same CA:
+#   ca.pem, its member's etcdN.pem and etcdN-key.pem (on an etcd host) and each component's
+#   NAME.pem and NAME-key.pem, installed root only into /etc/discovery/etcd-certs. etcd
+#   serves clients and peers over TLS only and demands certificates from the lab's CA;
+#   each unit shows its own, whose Common Name is its etcd user (labs/etcd_tls.py).
+# --set-up-etcd: this host, as etcd's root (root.pem), writes flannel's network config
 #   (the Vagrantfile gives it to the last etcd host, when etcd can have quorum).
 # --render-only: find the interface and write the files, start nothing (tests).
 # LAB_VENV (default /opt/discovery-venv) and LAB_ETC (default /etc) move things.
@@ -33,7 +38,8 @@ set -euo pipefail
 venv=${LAB_VENV:-/opt/discovery-venv}
 etc=${LAB_ETC:-/etc}
 py="$venv/bin/python"
-name="" ip="" members="" lab_hosts="" ssh_key="" docker_certs="" write_config=no render_only=no
+name="" ip="" members="" lab_hosts="" ssh_key="" docker_certs="" etcd_certs="" set_up_etcd=no
+render_only=no
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -44,7 +50,8 @@ while [ $# -gt 0 ]; do
         --lab-hosts) lab_hosts=${2:?}; shift 2 ;;
         --ssh-key) ssh_key=${2:?}; shift 2 ;;
         --docker-certs) docker_certs=${2:?}; shift 2 ;;
-        --write-overlay-config) write_config=yes; shift ;;
+        --etcd-certs) etcd_certs=${2:?}; shift 2 ;;
+        --set-up-etcd) set_up_etcd=yes; shift ;;
         --render-only) render_only=yes; shift ;;
         *) usage ;;
     esac
@@ -71,6 +78,20 @@ if [ -n "$docker_certs" ]; then
     install -m 600 "$docker_certs/key.pem" "$client_dir/"
     rm -rf "$docker_certs"
     echo "provision: $name: dockerd on tcp://$ip:2376 with TLS (DOCKER_CERT_PATH=$client_dir)"
+fi
+
+etcd_dir="$etc/discovery/etcd-certs"
+if [ -n "$etcd_certs" ]; then
+    # Root only: a key is an etcd user (root.pem's is etcd's root, on the set-up host only).
+    install -d -m 700 "$etcd_dir"
+    for file in "$etcd_certs"/*.pem; do
+        case "$file" in
+            *-key.pem) install -m 600 "$file" "$etcd_dir/" ;;
+            *) install -m 644 "$file" "$etcd_dir/" ;;
+        esac
+    done
+    rm -rf "$etcd_certs"
+    echo "provision: $name: etcd's TLS files in $etcd_dir ($(cd "$etcd_dir" && echo ./*.pem))"
 fi
 
 if [ -n "$ssh_key" ]; then
@@ -105,15 +126,20 @@ for unit in "${units[@]}"; do
     systemctl restart --no-block "$unit"
 done
 
-endpoints=$(echo "$members" | sed -E 's|[A-Za-z0-9]+=([0-9.]+)|http://\1:2379|g')
-if [ "$write_config" = yes ]; then
+endpoints=$(echo "$members" | sed -E 's|[A-Za-z0-9]+=([0-9.]+)|https://\1:2379|g')
+if [ "$set_up_etcd" = yes ]; then
     config=$("$py" -m labs.vm_provision overlay-config)
+    # As etcd's root, by certificate (the Common Name of root.pem is the etcd user). etcdctl
+    # refuses a flag whose variable is set (a login shell has them: profile.d/discovery-lab.sh).
+    unset ETCDCTL_ENDPOINTS ETCDCTL_CACERT ETCDCTL_CERT ETCDCTL_KEY
+    as_root=(--endpoints "$endpoints" --cacert "$etcd_dir/ca.pem" --cert "$etcd_dir/root.pem"
+             --key "$etcd_dir/root-key.pem")
     echo "provision: waiting for etcd ($endpoints) to write the overlay config"
     for _ in $(seq 120); do
-        if current=$("$venv/bin/etcdctl" --endpoints "$endpoints" --dial-timeout 2s \
+        if current=$("$venv/bin/etcdctl" "${as_root[@]}" --dial-timeout 2s \
                 get --print-value-only /coreos.com/network/config 2>/dev/null); then
             if [ -z "$current" ]; then
-                "$venv/bin/etcdctl" --endpoints "$endpoints" put /coreos.com/network/config "$config"
+                "$venv/bin/etcdctl" "${as_root[@]}" put /coreos.com/network/config "$config"
                 echo "provision: overlay config written: $config"
             else
                 echo "provision: overlay config already there: $current"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import subprocess
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -37,8 +39,8 @@ def host(name: str = "host1", ip: str = "192.168.56.11", members: str = MEMBERS3
 def test_parse_etcd_members() -> None:
     peers = provision.parse_etcd_members(MEMBERS3)
     assert [p.name for p in peers] == ["etcd1", "etcd2", "etcd3"]
-    assert peers[1].client_url == "http://192.168.56.12:2379"
-    assert peers[2].peer_url == "http://192.168.56.13:2380"
+    assert peers[1].client_url == "https://192.168.56.12:2379"
+    assert peers[2].peer_url == "https://192.168.56.13:2380"
 
 
 @pytest.mark.parametrize(
@@ -87,10 +89,11 @@ def test_an_etcd_host_gets_an_etcd_unit_for_its_own_member() -> None:
     files = provision.render_all(host("host2", "192.168.56.12"))
     unit = files["systemd/system/discovery-etcd.service"]
     assert "--name etcd2" in unit
-    assert "--listen-peer-urls http://192.168.56.12:2380" in unit
+    assert "--listen-peer-urls https://192.168.56.12:2380" in unit
+    assert "--listen-client-urls https://192.168.56.12:2379,https://127.0.0.1:2379" in unit
     assert (
-        "--initial-cluster etcd1=http://192.168.56.11:2380,etcd2=http://192.168.56.12:2380,"
-        "etcd3=http://192.168.56.13:2380" in unit
+        "--initial-cluster etcd1=https://192.168.56.11:2380,etcd2=https://192.168.56.12:2380,"
+        "etcd3=https://192.168.56.13:2380" in unit
     )
     assert "/opt/discovery-venv/bin/etcd " in unit
     assert (
@@ -129,9 +132,15 @@ def test_config_toml_gives_discoveryctl_the_lab_settings() -> None:
     text = provision.render_all(host())["discovery/config.toml"]
     settings = resolve_settings({}, {}, tomllib.loads(text))
     assert settings.etcd_endpoints == (
-        "http://192.168.56.11:2379",
-        "http://192.168.56.12:2379",
-        "http://192.168.56.13:2379",
+        "https://192.168.56.11:2379",
+        "https://192.168.56.12:2379",
+        "https://192.168.56.13:2379",
+    )
+    # discoveryctl on a VM is the learner, as on the machine's own lab
+    assert (settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file) == (
+        "/etc/discovery/etcd-certs/ca.pem",
+        "/etc/discovery/etcd-certs/learner.pem",
+        "/etc/discovery/etcd-certs/learner-key.pem",
     )
     assert settings.domain == "lab"
     assert settings.lease_ttl_s == provision.LEASE_TTL_S
@@ -170,3 +179,95 @@ def test_without_tls_the_drop_in_has_no_tcp_endpoint() -> None:
     files = provision.render_all(host())
     assert "2376" not in files["systemd/system/docker.service.d/discovery-lab.conf"]
     assert "docker_cert_path" not in files["discovery/lab.toml"]
+
+
+def _exec_start(unit: str) -> list[str]:
+    """The ExecStart= command of a unit, as words (systemd joins the continued lines)."""
+    line = next(part for part in unit.split("\nExecStart=")[1:] if part.strip())
+    command = line.split("\n[", 1)[0].replace("\\\n", " ").splitlines()[0]
+    return command.split()
+
+
+def _flag(words: list[str], flag: str) -> str:
+    assert words.count(flag) == 1, (flag, words)
+    return words[words.index(flag) + 1]
+
+
+def test_the_etcd_member_serves_clients_and_peers_over_tls_with_its_own_certificate() -> None:
+    from labs import etcd_tls
+
+    words = _exec_start(
+        provision.render_all(host("host2", "192.168.56.12"))[
+            "systemd/system/discovery-etcd.service"
+        ]
+    )
+    certs = "/etc/discovery/etcd-certs"
+    expected = etcd_tls.member_tls_args(
+        Path(f"{certs}/ca.pem"), Path(f"{certs}/etcd2.pem"), Path(f"{certs}/etcd2-key.pem")
+    )
+    assert words[-len(expected) :] == expected
+    assert "--client-cert-auth" in words and "--peer-client-cert-auth" in words
+    assert not any("http://" in word for word in words)
+
+
+@pytest.mark.parametrize(
+    "unit,component",
+    [
+        ("discovery-agent-network.service", "network-agent"),
+        ("discovery-agent-services.service", "services-agent"),
+        ("discovery-dns.service", "dns"),
+    ],
+)
+def test_each_component_unit_shows_etcd_its_own_certificate(unit: str, component: str) -> None:
+    from labs import etcd_tls
+
+    assert component in etcd_tls.COMPONENTS
+    words = _exec_start(
+        provision.render_all(host("host4", "192.168.56.14"))[f"systemd/system/{unit}"]
+    )
+    assert _flag(words, "--cacert") == "/etc/discovery/etcd-certs/ca.pem"
+    assert _flag(words, "--cert") == f"/etc/discovery/etcd-certs/{component}.pem"
+    assert _flag(words, "--key") == f"/etc/discovery/etcd-certs/{component}-key.pem"
+    assert _flag(words, "--config") == "/etc/discovery/config.toml"  # the https endpoints
+
+
+def test_lab_toml_names_the_etcd_certificates_and_lab_env_exports_the_learner_s() -> None:
+    from labs.vagrant_lab import parse_lab_file
+
+    lab = parse_lab_file(provision.render_all(host())["discovery/lab.toml"], "lab.toml")
+    assert lab.etcd_cert_dir == "/etc/discovery/etcd-certs"
+    assert all(url.startswith("https://") for url in lab.etcd_endpoints)
+    env = lab.host_env("host1", "/var/lib/discovery-lab")
+    assert env["ETCDCTL_CERT"] == "/etc/discovery/etcd-certs/learner.pem"
+    assert env["ETCDCTL_KEY"] == "/etc/discovery/etcd-certs/learner-key.pem"
+    assert env["ETCDCTL_CACERT"] == "/etc/discovery/etcd-certs/ca.pem"
+    settings = lab.etcd_settings()
+    assert settings.tls_cert_file == "/etc/discovery/etcd-certs/learner.pem"
+
+
+def _source_profile(profile: Path, **env: str) -> dict[str, str]:
+    shown = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-c", f'. "{profile}"; env'],
+        capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin", **env},
+    ).stdout  # fmt: skip
+    return dict(line.split("=", 1) for line in shown.splitlines() if line.startswith("ETCDCTL_"))
+
+
+def test_the_profile_gives_etcdctl_the_learner_s_certificate_unless_the_shell_has_its_own(
+    tmp_path: Path,
+) -> None:
+    profile = tmp_path / "discovery-lab.sh"
+    profile.write_text(provision.render_all(host())["profile.d/discovery-lab.sh"])
+    assert _source_profile(profile) == {
+        "ETCDCTL_ENDPOINTS": "https://192.168.56.11:2379,https://192.168.56.12:2379,"
+        "https://192.168.56.13:2379",
+        "ETCDCTL_CACERT": "/etc/discovery/etcd-certs/ca.pem",
+        "ETCDCTL_CERT": "/etc/discovery/etcd-certs/learner.pem",
+        "ETCDCTL_KEY": "/etc/discovery/etcd-certs/learner-key.pem",
+    }
+    mine = _source_profile(
+        profile, ETCDCTL_CERT="/root/mine.pem", ETCDCTL_ENDPOINTS="https://127.0.0.1:2379"
+    )
+    assert mine["ETCDCTL_CERT"] == "/root/mine.pem"
+    assert mine["ETCDCTL_ENDPOINTS"] == "https://127.0.0.1:2379"
+    assert mine["ETCDCTL_KEY"] == "/etc/discovery/etcd-certs/learner-key.pem"

@@ -142,3 +142,18 @@ def test_a_relative_docker_cert_path_is_refused():
     text = render_lab_file("host1", HOSTS, ENDPOINTS, docker_cert_path="certs")
     with pytest.raises(VagrantLabError, match="docker_cert_path"):
         parse_lab_file(text, "lab.toml")
+
+
+def test_the_etcd_cert_dir_reads_back_and_names_each_component_s_files():
+    text = render_lab_file("host1", HOSTS, ENDPOINTS, etcd_cert_dir="/etc/discovery/etcd-certs")
+    lab = parse_lab_file(text, "lab.toml")
+    files = lab.etcd_client("dns")
+    assert files is not None
+    assert (str(files.ca_file), str(files.cert_file), str(files.key_file)) == (
+        "/etc/discovery/etcd-certs/ca.pem",
+        "/etc/discovery/etcd-certs/dns.pem",
+        "/etc/discovery/etcd-certs/dns-key.pem",
+    )
+    assert lab_on("host1").etcd_client() is None  # provisioned before etcd had TLS
+    with pytest.raises(VagrantLabError, match="etcd_cert_dir"):
+        parse_lab_file(render_lab_file("host1", HOSTS, ENDPOINTS, etcd_cert_dir="c"), "lab.toml")
