@@ -3,7 +3,8 @@
 The local lab starts each host's processes itself (``labs.runner``);
 a VM runs the same programs as systemd units, in the same order::
 
-    etcd (on the etcd hosts) -> discovery-agent-network (subnet lease, subnet.env, VXLAN)
+    etcd (on the etcd hosts; TLS only, a certificate per member and per component)
+      -> discovery-agent-network (subnet lease, subnet.env, VXLAN)
       -> docker (daemon.json from the lease: bip, mtu, --dns at the host's DNS server,
                  the service.<domain> search domain; and tcp://IP:2376 with TLS, as
                  Docker Machine's hosts, from the certificates the Vagrantfile made)
@@ -17,6 +18,7 @@ the bottom, which the shell scripts in ``labs/provision/`` call::
     python -m labs.vm_provision iface --address 192.168.56.11
     python -m labs.vm_provision render --host-name host1 --ip 192.168.56.11 ...
     python -m labs.vm_provision docker-config --subnet-file /run/flannel/subnet.env ...
+    python -m labs.vm_provision set-up-etcd --endpoints https://IP:2379,...  (as etcd's root)
 
 The underlay interface is found by address, never by name: every VirtualBox
 VM's first interface is the NAT one, with the same 10.0.2.15 on every VM (the
@@ -36,9 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from discovery import flannel
 from discovery.errors import SchemaError
 from discovery.flannel import DockerOptions, docker_options, parse_subnet_env
+from discovery.settings import Settings
 from labs import docker_tls, etcd_tls, vagrant_lab
+from labs.etcd_server import EtcdServerError, etcdctl
 from labs.etcd_tls import ClientFiles
 from labs.plan import DNS_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT
 
@@ -433,6 +438,45 @@ def overlay_config(overlay: str = DEFAULT_OVERLAY) -> str:
 # ------------------------------------------------------------ CLI (the I/O)
 
 
+def set_up_etcd(
+    endpoints: list[str], root: ClientFiles, settings: Settings, overlay: str, wait_s: float
+) -> None:
+    """Once the cluster answers, as etcd's root (by certificate): every component's user
+    and role, authentication on, then flannel's network config, as ``lab up`` does.
+
+    Safe to run again (``vagrant provision``): a user or role that exists is kept, a
+    grant or ``auth enable`` that holds already changes nothing, and a network config
+    that is there stays."""
+    deadline, waited = time.monotonic() + wait_s, False
+    while True:
+        try:
+            status = etcdctl(endpoints, "--dial-timeout", "2s", "auth", "status", tls=root)
+            break
+        except EtcdServerError as error:
+            if time.monotonic() >= deadline:
+                raise ProvisionError(f"etcd did not answer in {wait_s:.0f} s: {error}") from None
+            if not waited:
+                print(f"provision: etcd does not answer yet, waiting ({error})", flush=True)
+                waited = True
+            time.sleep(1)  # no quorum yet: the other members are still booting
+    print(f"provision: etcd answers ({' '.join(status.split())})")
+    for command in etcd_tls.auth_commands(etcd_tls.lab_roles(settings)):
+        try:
+            etcdctl(endpoints, *command, tls=root)
+            print(f"provision: etcdctl {' '.join(command)}")
+        except EtcdServerError as error:
+            if "already exists" not in str(error):
+                raise ProvisionError(str(error)) from None
+            print(f"provision: etcdctl {' '.join(command)}: already there")
+    key = flannel.config_key(settings.network_prefix)
+    current = etcdctl(endpoints, "get", "--print-value-only", key, tls=root).strip()
+    if current:
+        print(f"provision: overlay config already there: {current}")
+    else:
+        etcdctl(endpoints, "put", key, overlay_config(overlay), tls=root)
+        print(f"provision: overlay config written (as root): {overlay_config(overlay)}")
+
+
 def _wait_for(path: Path, wait_s: float) -> str:
     deadline = time.monotonic() + wait_s
     while True:
@@ -481,6 +525,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     docker.add_argument("--domain", default="lab")
     docker.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the lease")
 
+    setup = commands.add_parser(
+        "set-up-etcd", help="users, roles, auth enable and the overlay config, as etcd's root"
+    )
+    setup.add_argument("--endpoints", required=True, help="https://IP:2379,...")
+    setup.add_argument("--cert-dir", default=vagrant_lab.ETCD_CERT_DIR, help="ca.pem, root.pem")
+    setup.add_argument("--domain", default="lab")
+    setup.add_argument("--overlay", default=DEFAULT_OVERLAY)
+    setup.add_argument("--wait", type=float, default=0.0, help="seconds to wait for quorum")
+
     network = commands.add_parser("overlay-config", help="print flannel's network config")
     network.add_argument("--overlay", default=DEFAULT_OVERLAY)
 
@@ -513,6 +566,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.host_env.parent.mkdir(parents=True, exist_ok=True)
             args.host_env.write_text(render_host_env(env))
             print(args.out)
+        elif args.command == "set-up-etcd":
+            set_up_etcd(
+                [url for url in args.endpoints.split(",") if url],
+                vagrant_lab.etcd_client_files(args.cert_dir, etcd_tls.ROOT),
+                Settings(domain=args.domain),
+                args.overlay,
+                args.wait,
+            )
         elif args.command == "overlay-config":
             print(overlay_config(args.overlay))
     except (ProvisionError, vagrant_lab.VagrantLabError) as error:

@@ -30,8 +30,9 @@
 #   NAME.pem and NAME-key.pem, installed root only into /etc/discovery/etcd-certs. etcd
 #   serves clients and peers over TLS only and demands certificates from the lab's CA;
 #   each unit shows its own, whose Common Name is its etcd user (labs/etcd_tls.py).
-# --set-up-etcd: this host, as etcd's root (root.pem), writes flannel's network config
-#   (the Vagrantfile gives it to the last etcd host, when etcd can have quorum).
+# --set-up-etcd: this host, as etcd's root (root.pem), creates every component's etcd
+#   user and role, turns authentication on and writes flannel's network config (the
+#   Vagrantfile gives it to the last etcd host, when etcd can have quorum); idempotent.
 # --render-only: find the interface and write the files, start nothing (tests).
 # LAB_VENV (default /opt/discovery-venv) and LAB_ETC (default /etc) move things.
 set -euo pipefail
@@ -128,26 +129,12 @@ done
 
 endpoints=$(echo "$members" | sed -E 's|[A-Za-z0-9]+=([0-9.]+)|https://\1:2379|g')
 if [ "$set_up_etcd" = yes ]; then
-    config=$("$py" -m labs.vm_provision overlay-config)
-    # As etcd's root, by certificate (the Common Name of root.pem is the etcd user). etcdctl
-    # refuses a flag whose variable is set (a login shell has them: profile.d/discovery-lab.sh).
-    unset ETCDCTL_ENDPOINTS ETCDCTL_CACERT ETCDCTL_CERT ETCDCTL_KEY
-    as_root=(--endpoints "$endpoints" --cacert "$etcd_dir/ca.pem" --cert "$etcd_dir/root.pem"
-             --key "$etcd_dir/root-key.pem")
-    echo "provision: waiting for etcd ($endpoints) to write the overlay config"
-    for _ in $(seq 120); do
-        if current=$("$venv/bin/etcdctl" "${as_root[@]}" --dial-timeout 2s \
-                get --print-value-only /coreos.com/network/config 2>/dev/null); then
-            if [ -z "$current" ]; then
-                "$venv/bin/etcdctl" "${as_root[@]}" put /coreos.com/network/config "$config"
-                echo "provision: overlay config written: $config"
-            else
-                echo "provision: overlay config already there: $current"
-            fi
-            break
-        fi
-        sleep 2
-    done
+    # As etcd's root, by certificate (root.pem's Common Name is the etcd user): the users
+    # and roles of labs/etcd_tls.py, auth enable, flannel's network config. Again on a
+    # re-provision: what is there already is kept.
+    echo "provision: waiting for etcd ($endpoints) to set it up"
+    "$py" -m labs.vm_provision set-up-etcd --endpoints "$endpoints" --cert-dir "$etcd_dir" \
+        --wait 240
 fi
 
 # Bounded wait for the DNS server, which comes last; not fatal (etcd may lack quorum yet).

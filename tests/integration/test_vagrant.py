@@ -462,3 +462,82 @@ def test_an_etcd_with_the_vagrantfile_s_certificates_serves_only_the_lab_s_clien
         assert "client didn't provide a certificate" in member.log_path.read_text()
     finally:
         member.stop()
+
+
+def test_set_up_etcd_waits_for_the_cluster_then_makes_the_lab_s_users_once(
+    tmp_path: Path,
+) -> None:
+    """host.sh --set-up-etcd on the last etcd host, with the files the Vagrantfile gives it
+    (made by the Ruby, installed flat as host.sh installs them), against a real etcd that
+    comes up after the step has started waiting, then run again as a re-provision does."""
+    from labs import etcd_tls
+    from labs.etcd_server import EtcdServerError, TlsFiles, etcdctl
+    from labs.vagrant_lab import etcd_client_files
+
+    etcd_binary()
+    made = tmp_path / "tls"
+    _ruby_certs(made, {"host1": PRIVATE_IP})
+    _ruby_etcd_certs(made, {"etcd1": PRIVATE_IP})
+    given = _ruby(
+        "DiscoveryLabCerts.etcd_files(ARGV[0], 'etcd1', true).each { |s, _| puts s }", made
+    )
+    cert_dir = tmp_path / "etcd-certs"  # /etc/discovery/etcd-certs on a VM
+    cert_dir.mkdir(mode=0o700)
+    for source in given.split():
+        shutil.copy(source, cert_dir)
+    member = EtcdMember(
+        "etcd1", tmp_path / "etcd" / "etcd1.data",
+        tls=TlsFiles(str(cert_dir / "ca.pem"), str(cert_dir / "etcd1.pem"),
+                     str(cert_dir / "etcd1-key.pem")),
+    )  # fmt: skip
+    endpoints = [member.client_url]
+    started: list[subprocess.Popen[str]] = []
+
+    def set_up() -> subprocess.Popen[str]:
+        started.append(subprocess.Popen(
+            [sys.executable, "-m", "labs.vm_provision", "set-up-etcd", "--endpoints",
+             endpoints[0], "--cert-dir", str(cert_dir), "--wait", "60"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        ))  # fmt: skip
+        return started[-1]
+
+    first = set_up()  # before etcd is up: it waits for it
+    try:
+        assert first.stdout is not None
+        assert "etcd does not answer yet, waiting" in first.stdout.readline()
+        member.start()
+        out, _ = first.communicate(timeout=120)
+        assert first.returncode == 0, out
+        assert "etcdctl auth enable" in out
+        assert "overlay config written (as root)" in out
+
+        def as_(component: str) -> etcd_tls.ClientFiles:
+            return etcd_client_files(str(cert_dir), component)
+
+        status = etcdctl(endpoints, "auth", "status", tls=as_(etcd_tls.ROOT))
+        assert "Authentication Status: true" in status
+        config_key = "/coreos.com/network/config"
+        value = etcdctl(endpoints, "get", "--print-value-only", config_key,
+                        tls=as_(etcd_tls.NETWORK_AGENT))  # fmt: skip
+        assert value.strip() == provision.overlay_config()
+        # Each VM component is its own etcd user, with its own role.
+        etcdctl(endpoints, "put", "/skydns/lab/service/web/x", "{}",
+                tls=as_(etcd_tls.SERVICES_AGENT))  # fmt: skip
+        assert etcdctl(endpoints, "get", "--print-value-only", "/skydns/lab/service/web/x",
+                       tls=as_(etcd_tls.DNS_SERVER)).strip() == "{}"  # fmt: skip
+        for component, key in ((etcd_tls.LEARNER, config_key),
+                               (etcd_tls.DNS_SERVER, "/skydns/lab/service/web/y")):  # fmt: skip
+            with pytest.raises(EtcdServerError, match="permission denied"):
+                etcdctl(endpoints, "put", key, "x", tls=as_(component))
+
+        again = set_up()  # vagrant provision host3
+        out, _ = again.communicate(timeout=120)
+        assert again.returncode == 0, out
+        assert "etcdctl user add root --no-password: already there" in out
+        assert "overlay config already there" in out
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        member.stop()
