@@ -14,6 +14,10 @@ server certificate and the learner's client files (``DOCKER_CERT_PATH``,
 ``/etc/discovery/docker-certs``); ``lab env HOST`` then prints what
 ``docker-machine env`` prints. The lab's own tools keep the unix socket here and
 ``ssh://root@IP`` (the docker CLI's SSH transport) for the others.
+etcd is TLS only there too, with the same CA: ``etcd_cert_dir``
+(``/etc/discovery/etcd-certs``, root only) holds ``ca.pem`` and each component's
+``NAME.pem`` and ``NAME-key.pem``, and ``lab env`` exports the learner's
+(``ETCDCTL_CACERT``, ``ETCDCTL_CERT``, ``ETCDCTL_KEY``).
 
 The file's format lives here, both ways: ``render_lab_file`` for provisioning and
 ``parse_lab_file`` for the CLI.
