@@ -82,7 +82,16 @@ def provision_like_host_sh(lab: LabDriver, root: Path) -> list[str]:
     """Render host1's files as ``host.sh --lab-hosts ...`` does; returns the client config path."""
     state = lab.state()
     hosts = {name: host.underlay_ip for name, host in sorted(state.hosts.items())}
+    # /etc/discovery/etcd-certs on a VM (host.sh --etcd-certs): the CA and every
+    # component's files side by side; here links to the lab's own.
+    etcd_certs = root / "etc" / "discovery" / "etcd-certs"
+    etcd_certs.mkdir(parents=True)
+    learner = lab.etcd_client()
+    (etcd_certs / "ca.pem").symlink_to(learner.ca_file)
+    for made in learner.cert_file.parent.iterdir():
+        (etcd_certs / made.name).symlink_to(made)
     spec = provision.HostSpec(
+        etcd_cert_dir=str(etcd_certs),
         name="host1",
         ip=ipaddress.IPv4Address(hosts["host1"]),
         iface="eth0",
@@ -107,6 +116,7 @@ def provision_like_host_sh(lab: LabDriver, root: Path) -> list[str]:
             spec.etcd_endpoints,
             state.hosts["host1"].docker_url,
             docker_cert_path=state.hosts["host1"].docker_cert_path,
+            etcd_cert_dir=str(etcd_certs),
         )
     )
     (root / "var-lib-discovery-lab" / "lab").mkdir(parents=True)
