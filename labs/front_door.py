@@ -13,7 +13,10 @@ default name under the default state directory) and removed by `lab down`:
   naming the lab's etcd members and the learner's certificate;
 * ``/etc/profile.d/discovery-lab.sh``, which every login shell reads,
   exporting etcdctl's own variables (``ETCDCTL_ENDPOINTS``, ``ETCDCTL_CACERT``,
-  ``ETCDCTL_CERT``, ``ETCDCTL_KEY``) unless the shell has them already.
+  ``ETCDCTL_CERT``, ``ETCDCTL_KEY``) unless the shell has them already;
+* and, as ``/usr/local/bin/etcdctl``, a few lines of sh in front of the real
+  etcdctl that give the same to a shell that read no profile (a terminal
+  window's shell is no login shell) and names no etcd of its own.
 
 Nothing that was there before is replaced: a file or link the lab did not
 make is left alone, with a line saying so, and only what the lab made is
@@ -33,7 +36,8 @@ from labs.plan import DEFAULT_LAB_NAME
 from labs.state import DEFAULT_STATE_ROOT, LabState, etcd_client, state_root
 
 LINK_DIR = Path("/usr/local/bin")
-TOOLS = ("discoveryctl", "discovery-agent", "discovery-dns", "etcdctl", "etcd")
+TOOLS = ("discoveryctl", "discovery-agent", "discovery-dns", "etcd")  # linked
+ETCDCTL = "etcdctl"  # written: a wrapper (etcdctl_wrapper_text)
 CONFIG_MARKER = "# written by `discoveryctl lab up`"
 PROFILE_PATH = Path("/etc/profile.d/discovery-lab.sh")
 
@@ -63,8 +67,44 @@ def profile_text(state: LabState) -> str:
     return "\n".join(lines) + "\n"
 
 
+def etcdctl_wrapper_text(state: LabState, etcdctl: Path) -> str:
+    """``/usr/local/bin/etcdctl``: the real one, given the lab's etcd when the shell and
+    the command line name none (no ETCDCTL_* variable, no --endpoints or TLS flag);
+    anything the learner set, even a variable emptied on purpose, is left alone."""
+    variables = {"ETCDCTL_ENDPOINTS": ",".join(state.etcd_endpoints)}
+    learner = etcd_client(state)
+    if learner:
+        variables.update(learner.etcdctl_env())
+    exports = " ".join(f'{key}="{value}"' for key, value in variables.items())
+    own_flags = "|".join(f'*" --{flag} "*|*" --{flag}="*' for flag in
+                         ("endpoints", "cacert", "cert", "key"))  # fmt: skip
+    return (
+        "#!/bin/sh\n"
+        f"{CONFIG_MARKER} for lab {state.name!r}; `discoveryctl lab down` removes it.\n"
+        "# etcdctl reads no config file, only flags and ETCDCTL_* variables. A shell that\n"
+        "# names no etcd (as one that read no /etc/profile.d) gets the lab's: its members,\n"
+        "# which speak only TLS, and your certificate (the etcd user 'learner').\n"
+        f'case " $* " in\n{own_flags}) ;;\n'
+        '*) if [ -z "${ETCDCTL_ENDPOINTS+x}${ETCDCTL_CACERT+x}${ETCDCTL_CERT+x}'
+        '${ETCDCTL_KEY+x}" ]; then\n'
+        f"       export {exports}\n"
+        "   fi ;;\n"
+        "esac\n"
+        f'exec "{etcdctl}" "$@"\n'
+    )
+
+
 def _ours(path: Path, source: Path) -> bool:
     return path.is_symlink() and path.resolve() == source.resolve()
+
+
+def _written_by_lab(path: Path) -> bool:
+    """A file ``install`` wrote: its first line (or the one after ``#!``) is the marker."""
+    try:
+        head = path.read_text().splitlines()[:2]
+    except (OSError, UnicodeDecodeError):
+        return False
+    return any(line.startswith(CONFIG_MARKER) for line in head)
 
 
 def install(
@@ -86,17 +126,22 @@ def install(
             link_dir.mkdir(parents=True, exist_ok=True)
             link.symlink_to(source)
             made.add(str(link))
-    for path, text in ((config_path, config_text(state)), (profile_path, profile_text(state))):
-        if path.exists() and not path.read_text().startswith(CONFIG_MARKER):
+    written = [(config_path, config_text(state), 0o644), (profile_path, profile_text(state), 0o644)]
+    if (tools_dir / ETCDCTL).exists():
+        wrapper = etcdctl_wrapper_text(state, tools_dir / ETCDCTL)
+        written.append((link_dir / ETCDCTL, wrapper, 0o755))
+    for path, text, mode in written:
+        if (path.exists() or path.is_symlink()) and not _written_by_lab(path):
             say(f"   {path} exists and is not the lab's: left alone")
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+        path.chmod(mode)
         made.add(str(path))
     state.front_door = sorted(made)
     say(
         f"   commands in {link_dir}, etcd endpoints and the learner's certificate in "
-        f"{config_path} and {profile_path}: ready in any new login shell"
+        f"{config_path} and {profile_path} (etcdctl finds them in any shell)"
     )
 
 
@@ -108,7 +153,7 @@ def remove(state: LabState, say: Callable[[str], None]) -> None:
         if path.is_symlink():
             if _ours(path, tools_dir / path.name):
                 path.unlink()
-        elif path.is_file() and path.read_text().startswith(CONFIG_MARKER):
+        elif path.is_file() and _written_by_lab(path):
             path.unlink()
     if state.front_door:
         say(f"-- removed {', '.join(state.front_door)}")

@@ -70,7 +70,8 @@ def lab_up_output() -> Iterator[str]:
         down = new_shell("scripts/lab down", timeout_s=300)
         assert down.returncode == 0, down.stdout + down.stderr
     after = new_shell(
-        "command -v discoveryctl; ls /etc/discovery/config.toml /etc/profile.d/discovery-lab.sh"
+        "command -v discoveryctl etcdctl; "
+        "ls /etc/discovery/config.toml /etc/profile.d/discovery-lab.sh"
     )
     assert after.stdout.strip() == "", f"lab down left the front door: {after.stdout}"
 
@@ -117,6 +118,12 @@ def test_a_new_shell_is_the_learner_on_an_etcd_that_speaks_only_tls(lab_up_outpu
         "get /coreos.com/network/config"
     )
     assert no_certificate.returncode != 0 and "bad certificate" in no_certificate.stderr
+    # A terminal window's shell is no login shell: it reads no /etc/profile.d, and
+    # etcdctl (the lab's few lines in front of it) still finds the lab and the certificate.
+    env = [f"{key}={value}" for key, value in CLEAN_ENV.items()]
+    command = "etcdctl get --print-value-only /coreos.com/network/config"
+    not_login = run_bounded(["env", "-i", *env, "bash", "-c", command], REPO, 60)
+    assert not_login.returncode == 0 and "Network" in not_login.stdout, not_login.stderr
 
 
 @pytest.mark.parametrize("exercise", EXERCISES, ids=[e.folder.name for e in EXERCISES])

@@ -4,6 +4,7 @@ make them, the certificates' names, and the one-line TLS verdicts of the store."
 from __future__ import annotations
 
 import ipaddress
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,34 @@ def test_the_front_door_gives_new_shells_the_learner_s_certificate(tmp_path, mon
     plain = _state(tmp_path, "http")
     assert "tls_" not in front_door.config_text(plain)
     assert "ETCDCTL_CERT" not in front_door.profile_text(plain)
+
+
+def _wrapper_run(tmp_path: Path, env: dict[str, str], *args: str) -> dict[str, str]:
+    """The etcdctl wrapper run by a real sh, with a stand-in etcdctl that prints its
+    environment: what etcdctl would see of ETCDCTL_* variables."""
+    stand_in = tmp_path / "real-etcdctl"
+    stand_in.write_text("#!/bin/sh\nenv\n")
+    stand_in.chmod(0o755)
+    wrapper = tmp_path / "etcdctl"
+    wrapper.write_text(front_door.etcdctl_wrapper_text(_state(tmp_path, "https"), stand_in))
+    result = subprocess.run(["sh", str(wrapper), *args], env={"PATH": "/usr/bin:/bin", **env},
+                            capture_output=True, text=True, check=True, timeout=10)  # fmt: skip
+    pairs = (line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    return {key: value for key, value in pairs if key.startswith("ETCDCTL_")}
+
+
+def test_the_etcdctl_wrapper_gives_a_bare_shell_the_lab_and_leaves_any_own_setting(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("DISCOVERY_LAB_STATE", str(tmp_path))
+    learner = EtcdCertLayout(tmp_path / "lab").client(etcd_tls.LEARNER)
+    bare = _wrapper_run(tmp_path, {}, "get", "--prefix", "--keys-only", "/coreos.com/")
+    assert bare == {"ETCDCTL_ENDPOINTS": "https://192.168.100.1:2379", **learner.etcdctl_env()}
+    # a shell that set (or emptied on purpose) any of them gets nothing added
+    assert _wrapper_run(tmp_path, {"ETCDCTL_CERT": ""}, "get", "/x") == {"ETCDCTL_CERT": ""}
+    assert _wrapper_run(tmp_path, {"ETCDCTL_ENDPOINTS": "http://a:2379"}, "get", "/x") == {
+        "ETCDCTL_ENDPOINTS": "http://a:2379"
+    }
+    # nor does a command line that names its own etcd or certificate
+    assert _wrapper_run(tmp_path, {}, "--endpoints=http://a:2379", "get", "/x") == {}
+    assert _wrapper_run(tmp_path, {}, "--cert", "/c.pem", "--key", "/k.pem", "get", "/x") == {}
