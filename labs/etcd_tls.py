@@ -247,14 +247,20 @@ def learner_config_lines(learner: ClientFiles) -> list[str]:
     ]
 
 
+def etcdctl_variables(endpoints: Sequence[str], client: ClientFiles | None) -> dict[str, str]:
+    """etcdctl's own variables for the lab's endpoints and ``client``'s certificate."""
+    variables = {"ETCDCTL_ENDPOINTS": ",".join(endpoints)}
+    if client:
+        variables.update(client.etcdctl_env())
+    return variables
+
+
 def etcdctl_exports(endpoints: Sequence[str], client: ClientFiles | None) -> list[str]:
     """A login shell's lines (``/etc/profile.d/``) giving etcdctl the lab's endpoints and
     ``client``'s certificate, each only if the shell has none of its own: etcdctl has no
     config file, and 3.5 refuses a flag whose variable is set (``unset ETCDCTL_CERT``
     before giving ``--cert``)."""
-    variables = {"ETCDCTL_ENDPOINTS": ",".join(endpoints)}
-    if client:
-        variables.update(client.etcdctl_env())
+    variables = etcdctl_variables(endpoints, client)
     return [f'export {key}="${{{key}:-{value}}}"' for key, value in variables.items()]
 
 
@@ -301,6 +307,7 @@ __all__ = [
     "auth_commands",
     "component_spec",
     "etcdctl_exports",
+    "etcdctl_variables",
     "lab_roles",
     "learner_config_lines",
     "member_spec",

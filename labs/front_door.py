@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from discovery.settings import DEFAULT_CONFIG_PATH
-from labs.etcd_tls import etcdctl_exports, learner_config_lines
+from labs.etcd_tls import etcdctl_exports, etcdctl_variables, learner_config_lines
 from labs.plan import DEFAULT_LAB_NAME
 from labs.state import DEFAULT_STATE_ROOT, LabState, etcd_client, state_root
 
@@ -71,10 +71,7 @@ def etcdctl_wrapper_text(state: LabState, etcdctl: Path) -> str:
     """``/usr/local/bin/etcdctl``: the real one, given the lab's etcd when the shell and
     the command line name none (no ETCDCTL_* variable, no --endpoints or TLS flag);
     anything the learner set, even a variable emptied on purpose, is left alone."""
-    variables = {"ETCDCTL_ENDPOINTS": ",".join(state.etcd_endpoints)}
-    learner = etcd_client(state)
-    if learner:
-        variables.update(learner.etcdctl_env())
+    variables = etcdctl_variables(state.etcd_endpoints, etcd_client(state))
     exports = " ".join(f'{key}="{value}"' for key, value in variables.items())
     own_flags = "|".join(f'*" --{flag} "*|*" --{flag}="*' for flag in
                          ("endpoints", "cacert", "cert", "key"))  # fmt: skip
